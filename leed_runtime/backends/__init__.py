@@ -1,0 +1,1 @@
+"""Engine backends behind one interface (lands with the runtime issue)."""

@@ -1,0 +1,1 @@
+"""Face geometry shared by training and runtime: one crop function for both."""
