@@ -1,0 +1,1 @@
+"""Datasets: RaFD, CFEED and plain folders, the synthetic renderer, crop cache, splits."""

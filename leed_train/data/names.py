@@ -1,0 +1,78 @@
+"""RaFD's vocabulary and file-name format, shared by the synthetic renderer and the loader.
+
+`Rafd{angle}_{id:02d}_{ethnicity}_{gender}_{expression}_{gaze}.jpg`, e.g.
+`Rafd090_07_Caucasian_female_happy_frontal.jpg`. Angle 090 is the frontal camera; 045 and
+135 are the +-45 degree cameras, 000 and 180 the profiles.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+EXPRESSIONS = ("angry", "contemptuous", "disgusted", "fearful", "happy", "neutral", "sad", "surprised")
+GAZES = ("frontal", "left", "right")
+ANGLES = ("000", "045", "090", "135", "180")
+ETHNICITIES = ("Caucasian", "Moroccan", "Kid")
+GENDERS = ("female", "male")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+_RAFD_RE = re.compile(
+    r"^Rafd(?P<angle>\d{3})_(?P<subject>\d+)_(?P<ethnicity>[A-Za-z]+)_(?P<gender>[A-Za-z]+)_"
+    r"(?P<expression>[a-z]+)_(?P<gaze>[a-z]+)\.(?P<ext>[A-Za-z]+)$"
+)
+
+
+@dataclass(frozen=True)
+class RafdName:
+    angle: str
+    subject: int
+    ethnicity: str
+    gender: str
+    expression: str
+    gaze: str
+
+    @property
+    def neutral(self) -> bool:
+        return self.expression == "neutral"
+
+    def filename(self, ext: str = ".jpg") -> str:
+        return format_rafd_name(self.angle, self.subject, self.ethnicity, self.gender, self.expression, self.gaze, ext)
+
+
+def format_rafd_name(
+    angle: str, subject: int, ethnicity: str, gender: str, expression: str, gaze: str, ext: str = ".jpg"
+) -> str:
+    """Build a RaFD file name; raises ValueError on a field outside RaFD's vocabulary."""
+    name = RafdName(str(angle).zfill(3), int(subject), ethnicity, gender, expression, gaze)
+    _validate(name)
+    return f"Rafd{name.angle}_{name.subject:02d}_{ethnicity}_{gender}_{expression}_{gaze}{ext}"
+
+
+def parse_rafd_name(filename: str) -> RafdName:
+    """Parse a RaFD file name (no directory); raises ValueError saying which field is wrong."""
+    m = _RAFD_RE.match(filename)
+    if m is None:
+        raise ValueError(
+            f"{filename!r} is not a RaFD name like Rafd090_07_Caucasian_female_happy_frontal.jpg"
+        )
+    if "." + m["ext"].lower() not in IMAGE_SUFFIXES:
+        raise ValueError(f"{filename!r}: .{m['ext']} is not an image suffix ({', '.join(IMAGE_SUFFIXES)})")
+    name = RafdName(m["angle"], int(m["subject"]), m["ethnicity"], m["gender"], m["expression"], m["gaze"])
+    _validate(name, filename)
+    return name
+
+
+def _validate(name: RafdName, filename: str | None = None) -> None:
+    where = f"{filename!r}: " if filename else ""
+    for field, value, allowed in (
+        ("angle", name.angle, ANGLES),
+        ("ethnicity", name.ethnicity, ETHNICITIES),
+        ("gender", name.gender, GENDERS),
+        ("expression", name.expression, EXPRESSIONS),
+        ("gaze", name.gaze, GAZES),
+    ):
+        if value not in allowed:
+            raise ValueError(f"{where}{field} {value!r} is not one of {', '.join(allowed)}")
+    if name.subject < 0:
+        raise ValueError(f"{where}subject {name.subject} is negative")
