@@ -6,6 +6,7 @@ reads top to bottom. Heavy imports (torch) happen inside the command bodies.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import click
@@ -32,15 +33,30 @@ def _csv(value: str) -> tuple[str, ...]:
 @click.command(epilog=TRAIN_EXAMPLE, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.argument("data_dir", required=False, type=click.Path(path_type=Path))
 @click.option("--out", default=None, help="Run directory (checkpoints, config.json, samples, TensorBoard).")
-@click.option("--stage", type=click.Choice(STAGES), default="all", show_default=True)
-@click.option("--preset", type=click.Choice(PRESETS), default="paper", show_default=True)
-@click.option("--format", "data_format", type=click.Choice(["auto", "rafd", "cfeed", "folder"]), default="auto", show_default=True)
+@click.option("--stage", type=click.Choice(STAGES), default=None, help="[default: all]")
+@click.option("--preset", type=click.Choice(PRESETS), default=None, help="[default: paper]")
+@click.option(
+    "--format",
+    "data_format",
+    type=click.Choice(["auto", "rafd", "cfeed", "folder"]),
+    default=None,
+    help="[default: auto]",
+)
 @click.option("--angles", default="", help="RaFD camera angles to use, e.g. 045,090,135 (default: all).")
 @click.option("--gazes", default="", help="RaFD gazes to use, e.g. frontal (default: all).")
 @click.option("--epochs", type=int, default=None, help="LEED epochs (paper: 100).")
 @click.option("--max-steps", type=int, default=None, help="Stop each stage after N steps (smoke runs).")
 @click.option("--batch-size", type=int, default=None, help="LEED batch size (paper: 24).")
 @click.option("--gan-iters", type=int, default=None, help="StarGAN iterations (stargan: 200000).")
+@click.option(
+    "--gan-labels", type=click.Choice(["binary", "expression"]), default=None, help="Stage 1 labels [default: binary]."
+)
+@click.option("--psi-epochs", type=int, default=None, help="Epochs of --stage psi.")
+@click.option("--lr", type=float, default=None, help="LEED learning rate (paper: 1e-4).")
+@click.option("--log-every", type=int, default=None, help="Steps between logged losses.")
+@click.option("--sample-every", type=int, default=None, help="Steps between PNG sample grids.")
+@click.option("--checkpoint-every", type=int, default=None, help="Steps between checkpoints.")
+@click.option("--keep-checkpoints", type=int, default=None, help="Checkpoints kept per stage.")
 @click.option("--perceptual", type=click.Choice(PERCEPTUAL), default=None, help="Phi of Eq. 14-15.")
 @click.option("--psi", default=None, help="Expression feature model for L_Q: psi checkpoint, TorchScript or ONNX.")
 @click.option("--no-q", is_flag=True, help="Ablation: drop L_Q (Fig. 3).")
@@ -48,7 +64,9 @@ def _csv(value: str) -> tuple[str, ...]:
 @click.option("--device", default=None, help="auto | cpu | cuda | cuda:N")
 @click.option("--workers", type=int, default=None, help="DataLoader workers.")
 @click.option("--seed", type=int, default=None)
-@click.option("--resume", is_flag=True, help="Continue the run in --out from its last complete checkpoint.")
+@click.option(
+    "--resume", is_flag=True, default=None, help="Continue the run in --out from its last complete checkpoint."
+)
 @click.option("--check", is_flag=True, help="Print a dataset report and exit (non-zero on a bad folder).")
 @click.option("--describe", is_flag=True, help="Print params and GFLOPs per network for --preset and exit.")
 @click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")
@@ -59,14 +77,18 @@ def train_main(data_dir: Path | None, **opts: object) -> None:
     if describe:
         from leed_train.networks import describe_networks
 
-        click.echo(describe_networks(TrainConfig(preset=str(opts["preset"])).resolved().net))
+        click.echo(describe_networks(TrainConfig(preset=str(opts["preset"] or "paper")).resolved().net))
         return
     if data_dir is None:
         raise LeedError("DATA_DIR is missing: give a dataset folder, e.g. `leed-train data/synth --check`")
     if check:
         from leed_train.data.check import check_dataset
 
-        click.echo(check_dataset(data_dir, str(opts["data_format"]), _csv(str(opts["angles"])), _csv(str(opts["gazes"]))))
+        click.echo(
+            check_dataset(
+                data_dir, str(opts["data_format"] or "auto"), _csv(str(opts["angles"])), _csv(str(opts["gazes"]))
+            )
+        )
         return
     cfg = _train_config(data_dir, opts)
     if dry_run:
@@ -78,17 +100,27 @@ def train_main(data_dir: Path | None, **opts: object) -> None:
 
 
 def _train_config(data_dir: Path, opts: dict) -> TrainConfig:
-    out = opts.pop("out") or f"runs/{data_dir.name}-{opts['preset']}"
-    values = {
-        "data_dir": str(data_dir),
-        "out": str(out),
-        "angles": _csv(str(opts.pop("angles"))),
-        "gazes": _csv(str(opts.pop("gazes"))),
-        "use_q": not opts.pop("no_q"),
-        "use_siamese": not opts.pop("no_siamese"),
-    }
-    values.update({k: v for k, v in opts.items() if v is not None})
-    return TrainConfig.from_dict(values).resolved()
+    """Options given on the command line over the defaults, or over the run's saved config
+    when resuming (so `--resume` needs no other flag)."""
+    explicit = {k: v for k, v in opts.items() if v is not None and k not in ("no_q", "no_siamese", "angles", "gazes")}
+    explicit.update(data_dir=str(data_dir))
+    for key in ("angles", "gazes"):
+        if opts[key]:
+            explicit[key] = _csv(str(opts[key]))
+    if opts["no_q"]:
+        explicit["use_q"] = False
+    if opts["no_siamese"]:
+        explicit["use_siamese"] = False
+    out = Path(explicit.get("out") or f"runs/{data_dir.name}-{explicit.get('preset', 'paper')}")
+    explicit["out"] = str(out)
+    base: dict = {}
+    if explicit.get("resume"):
+        saved = TrainConfig.load(out / "config.json")
+        if "preset" in explicit and explicit["preset"] != saved.preset:
+            raise LeedError(f"{out} was trained with --preset {saved.preset}; resume it with that preset")
+        base = dataclasses.asdict(saved)
+    base.update(explicit)
+    return TrainConfig.from_dict(base).resolved()
 
 
 SYNTH_EXAMPLE = """
@@ -141,3 +173,7 @@ def synth_video(out: Path, identity: int, seconds: float, fps: float, size: str,
     except ValueError:
         raise LeedError(f"--size {size!r} is not WIDTHxHEIGHT, e.g. 1280x720") from None
     render_video(out, identity=identity, seconds=seconds, fps=fps, size=(width, height), seed=seed, audio=not no_audio)
+
+
+if __name__ == "__main__":  # `python -m leed_train.cli` runs leed-train (used under torchrun)
+    train_main()

@@ -90,7 +90,9 @@ def warp(image: np.ndarray, m: np.ndarray, size: int = CROP_SIZE) -> np.ndarray:
         sigma = 0.5 / max(scale, 1e-6) - 0.5
         image = cv2.GaussianBlur(image, (0, 0), sigmaX=sigma) if sigma > 0.3 else image
         interp = cv2.INTER_LINEAR
-    return cv2.warpAffine(image, np.asarray(m, dtype=np.float64), (size, size), flags=interp, borderMode=cv2.BORDER_REPLICATE)
+    return cv2.warpAffine(
+        image, np.asarray(m, dtype=np.float64), (size, size), flags=interp, borderMode=cv2.BORDER_REPLICATE
+    )
 
 
 def crop_face(

@@ -1,0 +1,130 @@
+"""`leed-train DATA --check`: decode every image and report what training would see."""
+
+from __future__ import annotations
+
+import hashlib
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from leed_runtime.errors import LeedError
+from leed_train.data.index import DatasetIndex, Sample, scan, split_by_subject
+
+NEED_LABELS = ("neutral", "none")
+_SHOW = 10  # list at most this many files per finding
+
+
+def check_dataset(
+    root: str | Path,
+    fmt: str = "auto",
+    angles: tuple[str, ...] = (),
+    gazes: tuple[str, ...] = (),
+    need_labels: str = "neutral",
+) -> str:
+    """A readable report on the dataset in `root`.
+
+    Raises LeedError on an empty folder, a folder with no decodable image, or (with
+    need_labels="neutral", what stage 1 needs) a dataset without neutral and expressive images.
+    """
+    if need_labels not in NEED_LABELS:
+        raise ValueError(f"need_labels must be one of {NEED_LABELS}, got {need_labels!r}")
+    index = scan(root, fmt, angles, gazes)
+    unreadable, sizes, by_hash = [], defaultdict(int), defaultdict(list)
+    for s in index.samples:
+        try:
+            data = s.path.read_bytes()
+        except OSError:
+            data = b""
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
+        if image is None:
+            unreadable.append(s)
+            continue
+        sizes[f"{image.shape[1]}x{image.shape[0]}"] += 1
+        by_hash[hashlib.sha1(data).hexdigest()].append(s)
+    if len(unreadable) == len(index.samples):
+        raise LeedError(
+            f"{index.root}: none of the {len(unreadable)} image files can be decoded (e.g. {unreadable[0].path.name}); "
+            "replace them with real .jpg/.png images"
+        )
+    bad = {id(s) for s in unreadable}
+    readable = [s for s in index.samples if id(s) not in bad]
+    if need_labels == "neutral":
+        _require_neutral_labels(index.root, readable)
+    duplicates = [group for group in by_hash.values() if len(group) > 1]
+    return _report(index, readable, unreadable, sizes, duplicates)
+
+
+def _require_neutral_labels(root: Path, samples: list[Sample]) -> None:
+    flags = {s.neutral for s in samples}
+    how = (
+        "put neutral faces in a `neutral/` folder or list them in neutral.csv (one file name per line), "
+        "or use RaFD/CFEED file names"
+    )
+    if flags == {None}:
+        raise LeedError(f"{root}: no image is labelled neutral or expressive, which stage 1 needs; {how}")
+    if True not in flags:
+        raise LeedError(f"{root}: no image is labelled neutral, which stage 1 needs; {how}")
+    if False not in flags:
+        raise LeedError(f"{root}: every image is labelled neutral; stage 1 also needs expressive faces")
+
+
+def _counts_line(title: str, counts: dict[str, int]) -> str:
+    return f"{title}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+
+
+def _listing(title: str, items: list[str]) -> list[str]:
+    if not items:
+        return []
+    more = [f"    ... and {len(items) - _SHOW} more"] if len(items) > _SHOW else []
+    return [f"{title} ({len(items)}):", *(f"    {item}" for item in items[:_SHOW]), *more]
+
+
+def _report(
+    index: DatasetIndex,
+    readable: list[Sample],
+    unreadable: list[Sample],
+    sizes: dict[str, int],
+    duplicates: list[list[Sample]],
+) -> str:
+    view = DatasetIndex(index.root, index.format, readable)
+    per_subject = view.counts("subject")
+    n = list(per_subject.values())
+    lines = [
+        f"dataset: {index.root}",
+        f"format: {index.format}",
+        f"images: {len(readable)} readable, {len(unreadable)} unreadable",
+        f"subjects: {len(per_subject)} (images per subject: min {min(n)}, median {statistics.median(n):g}, max {max(n)})",
+    ]
+    if len(per_subject) <= 20:
+        lines.append("  " + _counts_line("per subject", per_subject))
+    neutral = {"True": "neutral", "False": "expressive", "None": "unknown"}
+    lines.append(_counts_line("neutral flag", {neutral[k]: v for k, v in view.counts("neutral").items()}))
+    for attribute in ("expression", "angle", "gaze"):
+        counts = view.counts(attribute)
+        if set(counts) != {"None"}:
+            lines.append(_counts_line(f"per {attribute}", counts))
+    lines.append(_counts_line("image sizes", sizes))
+    no_landmarks = sum(s.landmarks is None for s in readable)
+    lines.append(
+        f"without landmarks: {no_landmarks} of {len(readable)}"
+        + (" (these get the centre crop; add landmarks.csv to align them)" if no_landmarks else "")
+    )
+    train, val = split_by_subject(readable)
+    lines.append(
+        f"split (by subject, seed 0): train {len(train)} images / {len({s.subject for s in train})} subjects, "
+        f"val {len(val)} images / {len({s.subject for s in val})} subjects"
+    )
+    root = index.root
+    lines += _listing(
+        "unreadable files (remove or fix them before training)", [str(s.path.relative_to(root)) for s in unreadable]
+    )
+    lines += _listing(
+        "duplicate files (same content)",
+        [", ".join(str(s.path.relative_to(root)) for s in group) for group in duplicates],
+    )
+    lines += _listing("problems", index.problems)
+    lines.append("ok" if not unreadable else "not ok: unreadable files would stop training")
+    return "\n".join(lines)

@@ -1,0 +1,331 @@
+"""`run_training(cfg)`: the one path of `leed-train`, read top to bottom.
+
+data -> split -> crops -> [psi] | [stage 1: neutralizer -> neutral cache] -> [stage 2: LEED].
+The stages live in `stage_psi.py`, `stage_neutralizer.py` and `stage_leed.py`; this module
+holds what they share: the run directory, device and DDP setup, the deterministic batch
+order (exact resume), logging and sample grids.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from leed_runtime.errors import LeedError
+from leed_train.checkpoint import atomic_write_bytes, atomic_write_text
+from leed_train.config import TrainConfig
+
+
+@dataclass
+class Run:
+    """What every stage needs: config, paths, device, rank, data and a logger."""
+
+    cfg: TrainConfig
+    dir: Path
+    device: torch.device
+    rank: int = 0
+    world: int = 1
+    train: list = field(default_factory=list)  # list[Sample]
+    val: list = field(default_factory=list)
+    crops: np.ndarray | None = None  # (N, 128, 128, 3) uint8, training crops
+    val_crops: np.ndarray | None = None
+    log: StatsLog | None = None
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def autocast(self) -> Any:
+        """bf16 autocast on CUDA (cfg.amp auto|bf16), a no-op elsewhere."""
+        enabled = self.device.type == "cuda" and self.cfg.amp in ("auto", "bf16")
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
+
+    def prepare(self, module: torch.nn.Module) -> torch.nn.Module:
+        module = module.to(self.device)
+        if self.device.type == "cuda" and self.cfg.channels_last:
+            module = module.to(memory_format=torch.channels_last)
+        return module
+
+
+def run_training(cfg: TrainConfig) -> Path:
+    """Train the stages `cfg.stage` names; returns the run directory."""
+    rank, world = _init_distributed()
+    device = _pick_device(cfg.device, rank)
+    run_dir = Path(cfg.out)
+    cfg = _prepare_run_dir(cfg, run_dir, rank)
+    _seed_everything(cfg.seed)  # same on every rank: networks start identical
+
+    from leed_train.data.cache import CropCache
+    from leed_train.data.index import load_split, save_split, scan, split_by_subject
+
+    index = scan(Path(cfg.data_dir), cfg.data_format, cfg.angles, cfg.gazes)
+    if not index.samples:
+        raise LeedError(f"{cfg.data_dir}: no usable images; run `leed-train {cfg.data_dir} --check`")
+    split_path = run_dir / "split.json"
+    if split_path.exists():  # stages of one run (and resumes) share one split: the neutral cache follows it
+        train, val = load_split(split_path, Path(cfg.data_dir))
+    else:
+        train, val = split_by_subject(index.samples, val_fraction=0.1, seed=cfg.seed)
+        if rank == 0:
+            save_split(split_path, train, val, Path(cfg.data_dir))
+    cache = CropCache(size=cfg.net.image_size)
+    run = Run(cfg=cfg, dir=run_dir, device=device, rank=rank, world=world, train=train, val=val)
+    run.crops = cache.load_crops(train, workers=cfg.workers, progress=rank == 0)
+    run.val_crops = cache.load_crops(val, workers=cfg.workers, progress=rank == 0) if val else None
+    run.log = StatsLog(run_dir, enabled=rank == 0)
+    if rank == 0:
+        print(f"leed-train: {len(train)} training / {len(val)} validation images, preset {cfg.preset}, {device}")
+
+    try:
+        if cfg.stage == "psi":
+            from leed_train.stage_psi import train_psi
+
+            train_psi(run)
+        if cfg.stage in ("all", "neutralizer"):
+            from leed_train.stage_neutralizer import cache_neutrals, train_neutralizer
+
+            generator = train_neutralizer(run)
+            cache_neutrals(run, generator)
+        if cfg.stage in ("all", "leed"):
+            from leed_train.stage_leed import train_leed
+
+            train_leed(run)
+    finally:
+        run.log.close()
+        if world > 1:
+            dist.destroy_process_group()
+    if rank == 0:
+        print(f"leed-train: done; run in {run_dir}")
+        if cfg.stage in ("all", "leed"):
+            print(f"next: leed-export {run_dir} --out exports/{run_dir.name}")
+    return run_dir
+
+
+def _init_distributed() -> tuple[int, int]:
+    """torchrun sets RANK/WORLD_SIZE; one code path for 1 or N processes."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if not dist.is_initialized():
+        dist.init_process_group(backend=backend)
+    return dist.get_rank(), dist.get_world_size()
+
+
+def _pick_device(name: str, rank: int) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)) % torch.cuda.device_count())
+        return torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise LeedError(f"--device {name}: no CUDA GPU is visible here; use --device cpu or check `leed-doctor`")
+    return device
+
+
+def _prepare_run_dir(cfg: TrainConfig, run_dir: Path, rank: int) -> TrainConfig:
+    """Write the resolved config first; on --resume, reuse the saved architecture."""
+    config_path = run_dir / "config.json"
+    if cfg.resume:
+        if not config_path.exists():
+            raise LeedError(f"{run_dir}: no config.json to resume from; drop --resume to start a new run")
+        saved = TrainConfig.load(config_path)
+        cfg.net = saved.net  # architecture comes from the run, never from the command line
+        if saved.preset != cfg.preset:
+            raise LeedError(f"{run_dir} was trained with --preset {saved.preset}; resume with the same preset")
+    else:
+        stages = {"all": ("neutralizer", "leed"), "neutralizer": ("neutralizer",)}.get(cfg.stage, (cfg.stage,))
+        if any(any((run_dir / "checkpoints").glob(f"{s}-*")) for s in stages):
+            raise LeedError(
+                f"{run_dir} already holds a {cfg.stage} run; pass --resume to continue it or choose another --out"
+            )
+    if rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        cfg.save(config_path)
+    return cfg
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def batch_order(n: int, batch: int, epoch: int, seed: int, rank: int = 0, world: int = 1) -> list[list[int]]:
+    """Deterministic shuffled batches of one epoch for this rank (full batches only).
+
+    Depends only on (n, batch, epoch, seed, rank, world), so a resumed run replays the
+    exact order and skips the batches it already trained on.
+    """
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    perm = torch.randperm(n, generator=g).tolist()
+    per_step = batch * world
+    steps = n // per_step
+    if steps == 0:
+        raise LeedError(f"{n} training images are fewer than one batch of {per_step}; lower --batch-size")
+    return [perm[s * per_step + rank * batch : s * per_step + (rank + 1) * batch] for s in range(steps)]
+
+
+def all_reduce_grads(params: list[torch.nn.Parameter], world: int) -> None:
+    """Average gradients over ranks in one flat bucket (data parallel without DDP hooks).
+
+    LEED routes each loss to chosen networks (frozen functional calls, gradient scaling),
+    which DDP's per-module hooks do not follow; averaging gradients explicitly is exact.
+    """
+    if world <= 1:
+        return
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= world
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset : offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
+def linear_decay(step: int, total: int, decay_from: int, base: float) -> float:
+    """Constant `base` until `decay_from`, then linear to 0 at `total` (paper Sec. 8)."""
+    if step < decay_from or total <= decay_from:
+        return base
+    return base * max(0.0, (total - step) / (total - decay_from))
+
+
+class StatsLog:
+    """Scalars by name: TensorBoard + `stats.jsonl` (rank 0 only)."""
+
+    def __init__(self, run_dir: Path, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.writer = None
+        self.path = run_dir / "stats.jsonl"
+        if enabled:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(run_dir / "tensorboard"))
+
+    def scalars(self, stage: str, step: int, values: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        clean = {k: float(v) for k, v in values.items() if math.isfinite(float(v))}
+        for k, v in clean.items():
+            self.writer.add_scalar(f"{stage}/{k}", v, step)
+        with self.path.open("a") as f:
+            f.write(json.dumps({"stage": stage, "step": step, "time": time.time(), **clean}) + "\n")
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def save_grid(path: Path, rows: list[torch.Tensor], labels: list[str]) -> None:
+    """Save image rows (each B,3,H,W in [-1,1]) as one labelled PNG, atomically."""
+    import cv2
+
+    tiles = []
+    for row, label in zip(rows, labels, strict=True):
+        imgs = ((row.detach().float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+        strip = np.concatenate(list(imgs), axis=1)
+        pad = np.full((strip.shape[0], 90, 3), 255, np.uint8)
+        cv2.putText(pad, label, (4, strip.shape[0] // 2), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+        tiles.append(np.concatenate([pad, strip], axis=1))
+    grid = np.concatenate(tiles, axis=0)
+    ok, data = cv2.imencode(".png", cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
+    assert ok
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, data.tobytes())
+
+
+def write_json(path: Path, data: dict) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def batches_of(run: Run, dataset: Any, batch: int, start: int, total: int) -> Iterator[tuple[int, int, Any]]:
+    """Yield (step, epoch, collated batch) from step `start` to `total`.
+
+    Step s is batch s % steps_per_epoch of epoch s // steps_per_epoch in `batch_order`, so a
+    resumed stage continues exactly where its checkpoint left off. A DataLoader with workers
+    and pinned memory keeps the GPU fed; on the CPU it loads in-process.
+    """
+    from torch.utils.data import DataLoader
+
+    n = len(dataset)
+    per_epoch = len(batch_order(n, batch, 0, run.cfg.seed, run.rank, run.world))
+    cuda = run.device.type == "cuda"
+    step = start
+    while step < total:
+        epoch = step // per_epoch
+        order = batch_order(n, batch, epoch, run.cfg.seed, run.rank, run.world)[step % per_epoch :]
+        if hasattr(dataset, "set_epoch"):
+            dataset.set_epoch(epoch)
+        loader = DataLoader(dataset, batch_sampler=order, num_workers=run.cfg.workers if cuda else 0, pin_memory=cuda)
+        for item in loader:
+            if step >= total:
+                return
+            yield step, epoch, item
+            step += 1
+
+
+def resume_stage(run: Run, stage: str, modules: dict, optimizers: dict) -> tuple[int, dict]:
+    """Load the stage's last complete checkpoint when resuming: (next step, extra)."""
+    from leed_train.checkpoint import latest_checkpoint, load_checkpoint
+
+    if not run.cfg.resume:
+        return 0, {}
+    path = latest_checkpoint(run.dir, stage)
+    if path is None:
+        return 0, {}
+    state = load_checkpoint(path, modules, optimizers, map_location=run.device)
+    if run.main:
+        print(f"leed-train: resumed {stage} from {path} (step {state['step']})")
+    return int(state["step"]), dict(state.get("extra") or {})
+
+
+def checkpoint(run: Run, stage: str, step: int, modules: dict, optimizers: dict, extra: dict | None = None) -> None:
+    """Rank 0 writes an atomic checkpoint; other ranks wait for it."""
+    from leed_train.checkpoint import save_checkpoint
+
+    if run.main:
+        save_checkpoint(run.dir, stage, step, modules, optimizers, extra=extra, keep=run.cfg.keep_checkpoints)
+    if run.world > 1:
+        dist.barrier()
+
+
+def to_device(run: Run, x: torch.Tensor) -> torch.Tensor:
+    """A float image batch to the run's device (channels_last on CUDA)."""
+    x = x.to(run.device, non_blocking=True)
+    if run.device.type == "cuda" and run.cfg.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def check_ranks_agree(run: Run, stage: str, modules: dict[str, torch.nn.Module]) -> None:
+    """After a multi-process stage, every rank must hold the same parameters: gather one
+    digest per rank, write them to `ddp_check.json` and refuse a diverged run."""
+    if run.world <= 1:
+        return
+    import hashlib
+
+    h = hashlib.sha256()
+    for name in sorted(modules):
+        for key, p in sorted(modules[name].named_parameters()):
+            h.update(key.encode())
+            h.update(p.detach().float().cpu().numpy().tobytes())
+    digests: list[str] = [""] * run.world
+    dist.all_gather_object(digests, h.hexdigest())
+    if run.main:
+        write_json(run.dir / "ddp_check.json", {"stage": stage, "world": run.world, "digests": digests})
+    if len(set(digests)) != 1:
+        raise LeedError(f"{run.dir}: ranks diverged in stage {stage} (digests {digests}); please report this")

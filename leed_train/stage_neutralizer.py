@@ -1,0 +1,199 @@
+"""Stage 1: the StarGAN neutralizer (paper Sec. 3.4 "Pre-training GAN", yunjey/stargan recipe).
+
+Target domain "neutral". Labels are a binary neutral/expressive flag by default
+(`gan_labels="binary"`: c_dim 2, neutral = class 0) or RaFD's 8 expressions when every
+image has one (`gan_labels="expression"`). This is the only place leed reads a label; the
+LEED stage never does. After training, `cache_neutrals` runs the frozen generator once
+over every training crop and its mirror image, so stage 2 never runs it again.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from leed_runtime.errors import LeedError
+from leed_train.data.names import EXPRESSIONS
+from leed_train.loop import (
+    Run,
+    all_reduce_grads,
+    batches_of,
+    check_ranks_agree,
+    checkpoint,
+    linear_decay,
+    resume_stage,
+    save_grid,
+    to_device,
+)
+from leed_train.losses import gradient_penalty
+
+STAGE = "neutralizer"
+
+
+def label_space(cfg_labels: str) -> tuple[int, int]:
+    """(c_dim, index of the neutral class) for `gan_labels`."""
+    if cfg_labels == "binary":
+        return 2, 0
+    if cfg_labels == "expression":
+        return len(EXPRESSIONS), EXPRESSIONS.index("neutral")
+    raise LeedError(f"gan_labels {cfg_labels!r} is unknown; use binary or expression")
+
+
+def _labels(run: Run) -> torch.Tensor:
+    """Class of every training image for the StarGAN classifier."""
+    mode = run.cfg.gan_labels
+    if mode == "binary":
+        flags = [s.neutral for s in run.train]
+        if any(f is None for f in flags) or not any(flags):
+            raise LeedError(
+                f"{run.cfg.data_dir}: stage 1 needs to know which images are neutral; put them under "
+                "neutral/ or list them in neutral.csv (see `leed-train DATA --check`)"
+            )
+        return torch.tensor([0 if f else 1 for f in flags])
+    names = [s.expression for s in run.train]
+    if any(n is None for n in names):
+        raise LeedError(f"{run.cfg.data_dir}: --gan-labels expression needs an expression for every image")
+    return torch.tensor([EXPRESSIONS.index(n) for n in names])
+
+
+def build_neutralizer(run: Run) -> tuple[torch.nn.Module, torch.nn.Module, int, int]:
+    from leed_train.stargan import Discriminator, Generator
+
+    c_dim, neutral = label_space(run.cfg.gan_labels)
+    G = run.prepare(Generator(run.cfg.net, c_dim))
+    D = run.prepare(Discriminator(run.cfg.net, c_dim))
+    return G, D, c_dim, neutral
+
+
+def train_neutralizer(run: Run) -> torch.nn.Module:
+    """Train StarGAN G/D with WGAN-GP; returns the trained generator (eval mode)."""
+    from leed_train.data.datasets import FaceCrops
+
+    cfg = run.cfg
+    labels = _labels(run)
+    G, D, c_dim, neutral = build_neutralizer(run)
+    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.gan_lr, betas=(cfg.beta1, cfg.beta2))
+    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.gan_lr, betas=(cfg.beta1, cfg.beta2))
+    modules, optimizers = {"G": G, "D": D}, {"G": opt_g, "D": opt_d}
+    start, extra = resume_stage(run, STAGE, modules, optimizers)
+    if extra.get("done"):
+        return G.eval()
+    total = cfg.gan_iters if cfg.max_steps <= 0 else min(cfg.gan_iters, cfg.max_steps)
+    data = FaceCrops(run.crops, run.train, flip=False)
+    bar = tqdm(total=total, initial=start, desc="stage 1 neutralizer", disable=not run.main, dynamic_ncols=True)
+    for step, _epoch, batch in batches_of(run, data, cfg.gan_batch_size, start, total):
+        lr = linear_decay(step, cfg.gan_iters, cfg.gan_iters - min(cfg.gan_decay_iters, cfg.gan_iters // 2), cfg.gan_lr)
+        for opt in (opt_g, opt_d):
+            for group in opt.param_groups:
+                group["lr"] = lr
+        flip = torch.rand(len(batch["index"])) < 0.5  # StarGAN's RandomHorizontalFlip
+        x = to_device(run, torch.where(flip.view(-1, 1, 1, 1), batch["image"].flip(3), batch["image"]))
+        c_org = labels[batch["index"]].to(run.device)
+        # Targets uniform over classes (not a permutation of the batch as in yunjey/stargan):
+        # with binary labels 7 of 8 RaFD images are expressive, and neutral is what we need.
+        c_trg = torch.randint(0, c_dim, c_org.shape, device=run.device)
+        oh_org, oh_trg = F.one_hot(c_org, c_dim).float(), F.one_hot(c_trg, c_dim).float()
+
+        # D phase: WGAN critic + domain classification + gradient penalty.
+        with run.autocast():
+            src_real, cls_real = D(x)
+            fake = G(x, oh_trg).detach()
+            src_fake, _ = D(fake)
+            d_loss_cls = F.cross_entropy(cls_real.float(), c_org)
+        d_gp = gradient_penalty(lambda z: D(z)[0], x, fake)
+        d_adv = src_fake.float().mean() - src_real.float().mean()
+        d_loss = d_adv + cfg.gan_lambda_cls * d_loss_cls + cfg.gan_lambda_gp * d_gp
+        opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        all_reduce_grads(list(D.parameters()), run.world)
+        opt_d.step()
+        stats = {"d_adv": d_adv.item(), "d_cls": d_loss_cls.item(), "d_gp": d_gp.item()}
+
+        # G phase every n_critic steps: fool D, be classified as the target, cycle back.
+        if (step + 1) % cfg.gan_n_critic == 0:
+            with run.autocast():
+                fake = G(x, oh_trg)
+                src_fake, cls_fake = D(fake)
+                rec = G(fake, oh_org)
+            g_adv = -src_fake.float().mean()
+            g_cls = F.cross_entropy(cls_fake.float(), c_trg)
+            g_rec = (x - rec.float()).abs().mean()
+            g_loss = g_adv + cfg.gan_lambda_rec * g_rec + cfg.gan_lambda_cls * g_cls
+            opt_g.zero_grad(set_to_none=True)
+            g_loss.backward()
+            all_reduce_grads(list(G.parameters()), run.world)
+            opt_g.step()
+            stats.update(g_adv=g_adv.item(), g_cls=g_cls.item(), g_rec=g_rec.item())
+
+        bar.update(1)
+        if step % cfg.log_every == 0 or step == total - 1:
+            bar.set_postfix({k: f"{v:.3f}" for k, v in stats.items()})
+            run.log.scalars(STAGE, step, {**stats, "lr": lr})
+        if run.main and (step % cfg.sample_every == 0 or step == total - 1):
+            _samples(run, G, neutral, c_dim, step)
+        if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < total:
+            checkpoint(run, STAGE, step + 1, modules, optimizers)
+    bar.close()
+    check_ranks_agree(run, STAGE, modules)
+    checkpoint(run, STAGE, total, modules, optimizers, extra={"done": True})
+    return G.eval()
+
+
+@torch.no_grad()
+def neutralize(G: torch.nn.Module, x: torch.Tensor, c_dim: int, neutral: int) -> torch.Tensor:
+    """G(x, neutral): the neutral face of every image in x ([-1,1] in and out)."""
+    target = torch.zeros(len(x), c_dim, device=x.device)
+    target[:, neutral] = 1.0
+    return G(x, target).float().clamp(-1, 1)
+
+
+def _samples(run: Run, G: torch.nn.Module, neutral: int, c_dim: int, step: int) -> None:
+    crops = run.val_crops if run.val_crops is not None and len(run.val_crops) else run.crops
+    idx = np.linspace(0, len(crops) - 1, num=min(8, len(crops))).astype(int)
+    x = to_device(run, torch.from_numpy(np.ascontiguousarray(crops[idx])).permute(0, 3, 1, 2).float() / 127.5 - 1)
+    was_training = G.training
+    G.eval()
+    rows = [x, neutralize(G, x, c_dim, neutral)]
+    G.train(was_training)
+    save_grid(run.dir / "samples" / f"neutralizer-{step:08d}.png", rows, ["input", "neutral"])
+
+
+def cache_neutrals(run: Run, G: torch.nn.Module) -> np.ndarray:
+    """Run the frozen G over every training crop and its mirror: `neutrals.npy` (N,2,H,W,3) uint8.
+
+    [:, 0] is the neutral face of crop i, [:, 1] of crop i flipped horizontally. Written to a
+    temp file and renamed, so a killed run never leaves a half cache.
+    """
+    import os
+
+    from leed_train.loop import write_json
+
+    _, neutral = label_space(run.cfg.gan_labels)
+    c_dim = label_space(run.cfg.gan_labels)[0]
+    path = run.dir / "neutrals.npy"
+    meta = run.dir / "neutrals.json"
+    if run.main:
+        n, h, w, _ = run.crops.shape
+        tmp = path.with_name(f".tmp-neutrals-{os.getpid()}.npy")
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, 2, h, w, 3))
+        G.eval()
+        batch = 64
+        for s in tqdm(range(0, n, batch), desc="caching neutral faces", dynamic_ncols=True):
+            x = to_device(
+                run, torch.from_numpy(np.array(run.crops[s : s + batch])).permute(0, 3, 1, 2).float() / 127.5 - 1
+            )
+            for k, xi in enumerate((x, x.flip(3))):
+                with run.autocast():
+                    y = neutralize(G, xi, c_dim, neutral)
+                out[s : s + batch, k] = ((y + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+        out.flush()
+        del out
+        os.replace(tmp, path)
+        write_json(meta, {"images": n, "layout": "(N, 2: [crop, mirrored crop], H, W, RGB) uint8"})
+    if run.world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+    return np.load(path, mmap_mode="r")

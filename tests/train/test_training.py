@@ -1,0 +1,159 @@
+"""End-to-end training on the tiny preset: stages, losses falling, exact resume, DDP."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+from safetensors.torch import load_file
+
+from leed_train.checkpoint import latest_checkpoint
+from leed_train.cli import train_main
+
+TINY = ["--preset", "tiny", "--device", "cpu", "--workers", "0", "--perceptual", "l1"]
+
+
+def _train(args: list[str]) -> None:
+    result = CliRunner().invoke(train_main, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+
+
+def _stats(run: Path, stage: str, key: str) -> list[float]:
+    rows = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
+    return [r[key] for r in rows if r["stage"] == stage and key in r]
+
+
+@pytest.fixture(scope="module")
+def psi_run(synth_psi_faces: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "psi"
+    _train([str(synth_psi_faces), "--out", str(out), "--stage", "psi", "--batch-size", "8", "--max-steps", "6", *TINY])
+    return out
+
+
+@pytest.fixture(scope="module")
+def stage1_run(synth_faces: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "stage1"
+    _train([str(synth_faces), "--out", str(out), "--stage", "neutralizer", "--gan-iters", "6", *TINY])
+    return out
+
+
+def test_psi_stage_writes_a_feature_model(psi_run: Path) -> None:
+    from leed_train.features import load_feature_model
+
+    psi = load_feature_model(psi_run / "psi.safetensors", "cpu")
+    feats = psi(torch.zeros(2, 3, 128, 128))
+    assert feats.shape[0] == 2 and feats.ndim == 2
+    report = json.loads((psi_run / "psi.json").read_text())
+    assert 0.0 <= report["val_accuracy"] <= 1.0
+
+
+def test_neutralizer_stage_caches_neutral_faces(stage1_run: Path) -> None:
+    import numpy as np
+
+    neutrals = np.load(stage1_run / "neutrals.npy")
+    split = json.loads((stage1_run / "split.json").read_text())
+    assert neutrals.shape == (len(split["train"]), 2, 128, 128, 3)
+    assert neutrals.dtype == np.uint8 and neutrals.std() > 0
+    assert latest_checkpoint(stage1_run, "neutralizer") is not None
+    assert list((stage1_run / "samples").glob("neutralizer-*.png"))
+
+
+def test_leed_stage_reconstruction_loss_falls(
+    stage1_run: Path, psi_run: Path, tmp_path: Path, synth_faces: Path
+) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(stage1_run, run)
+    _train([
+        str(synth_faces), "--out", str(run), "--stage", "leed", "--batch-size", "4", "--max-steps", "40",
+        "--psi", str(psi_run / "psi.safetensors"), *TINY,
+    ])  # fmt: skip
+    recon = _stats(run, "leed", "L_recon")
+    assert len(recon) >= 30
+    assert sum(recon[-5:]) / 5 < 0.8 * sum(recon[:5]) / 5, recon
+    for key in ("L_exp", "L_Q", "L_adv", "L_interp", "L_idt", "L_S", "critic_w", "critic_gp", "S_margin"):
+        assert _stats(run, "leed", key), f"{key} never logged"
+    assert list((run / "samples").glob("leed-*.png"))
+    weights = load_file(str(latest_checkpoint(run, "leed") / "weights.safetensors"))
+    assert {k.split(".")[0] for k in weights} >= {"E", "D", "X", "I", "critic", "Q", "S", "reducer"}
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["stage"] == "leed" and cfg["net"]["preset"] == "tiny"
+
+
+def test_resume_is_bit_exact(stage1_run: Path, synth_faces: Path, tmp_path: Path) -> None:
+    """N steps straight == N/2 steps, a new process-like start with --resume, N/2 more."""
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    shutil.copytree(stage1_run, straight)
+    shutil.copytree(stage1_run, split)
+    common = [str(synth_faces), "--stage", "leed", "--batch-size", "4", "--no-q", *TINY]
+    _train([*common, "--out", str(straight), "--max-steps", "6"])
+    _train([*common, "--out", str(split), "--max-steps", "3"])
+    _train([str(synth_faces), "--out", str(split), "--resume", "--max-steps", "6", "--stage", "leed"])
+    a = load_file(str(latest_checkpoint(straight, "leed") / "weights.safetensors"))
+    b = load_file(str(latest_checkpoint(split, "leed") / "weights.safetensors"))
+    assert a.keys() == b.keys()
+    different = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not different, different[:5]
+
+
+def test_ablation_switches_drop_their_networks(stage1_run: Path, synth_faces: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(stage1_run, run)
+    _train(
+        [
+            str(synth_faces),
+            "--out",
+            str(run),
+            "--stage",
+            "leed",
+            "--batch-size",
+            "4",
+            "--max-steps",
+            "2",
+            "--no-q",
+            "--no-siamese",
+            *TINY,
+        ]
+    )
+    assert not _stats(run, "leed", "L_Q") and not _stats(run, "leed", "L_S")
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["use_q"] is False and cfg["use_siamese"] is False
+
+
+def test_missing_psi_is_a_one_line_error(stage1_run: Path, synth_faces: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(stage1_run, run)
+    result = CliRunner().invoke(
+        train_main, [str(synth_faces), "--out", str(run), "--stage", "leed", "--max-steps", "1", *TINY]
+    )
+    assert result.exit_code == 2
+    assert "--psi" in result.output and "Traceback" not in result.output
+
+
+def test_existing_run_is_not_overwritten(stage1_run: Path, synth_faces: Path) -> None:
+    result = CliRunner().invoke(
+        train_main, [str(synth_faces), "--out", str(stage1_run), "--stage", "neutralizer", *TINY]
+    )
+    assert result.exit_code == 2 and "--resume" in result.output
+
+
+@pytest.mark.slow
+def test_ddp_two_ranks_on_gloo_agree(stage1_run: Path, synth_faces: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(stage1_run, run)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+        "-m", "leed_train.cli", str(synth_faces), "--out", str(run), "--stage", "leed", "--batch-size", "4",
+        "--max-steps", "3", "--no-q", *TINY,
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    check = json.loads((run / "ddp_check.json").read_text())
+    assert check["world"] == 2 and len(set(check["digests"])) == 1
