@@ -193,7 +193,9 @@ def _resnet_from_safetensors(path: Path) -> ResNet18:
     prefix = head[: -len("fc.weight")]
     state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     if "fc.weight" not in state or "conv1.weight" not in state:
-        raise LeedError(f"{path}: not a leed ResNet18 checkpoint (no fc.weight / conv1.weight); train one with --stage psi")
+        raise LeedError(
+            f"{path}: not a leed ResNet18 checkpoint (no fc.weight / conv1.weight); train one with --stage psi"
+        )
     num_classes, width = state["fc.weight"].shape[0], state["conv1.weight"].shape[0]
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}
@@ -233,7 +235,9 @@ def load_feature_model(path: str | Path, device: torch.device | str) -> Callable
 
         return run_resnet
     if suffix in (".pt", ".ts"):
-        scripted = _frozen(torch.jit.load(str(path), map_location=device), device)
+        scripted = torch.jit.load(str(path), map_location=device).eval()
+        for param in scripted.parameters():
+            param.requires_grad_(False)
 
         def run_script(x: Tensor) -> Tensor:
             with torch.no_grad():

@@ -270,7 +270,15 @@ def batches_of(run: Run, dataset: Any, batch: int, start: int, total: int) -> It
         order = batch_order(n, batch, epoch, run.cfg.seed, run.rank, run.world)[step % per_epoch :]
         if hasattr(dataset, "set_epoch"):
             dataset.set_epoch(epoch)
-        loader = DataLoader(dataset, batch_sampler=order, num_workers=run.cfg.workers if cuda else 0, pin_memory=cuda)
+        # Its own generator: a DataLoader iterator otherwise draws its worker seed from the
+        # global RNG, and a resumed run (which starts a new iterator mid-epoch) would diverge.
+        loader = DataLoader(
+            dataset,
+            batch_sampler=order,
+            num_workers=run.cfg.workers if cuda else 0,
+            pin_memory=cuda,
+            generator=torch.Generator().manual_seed(run.cfg.seed * 7_777 + epoch),
+        )
         for item in loader:
             if step >= total:
                 return
@@ -329,3 +337,9 @@ def check_ranks_agree(run: Run, stage: str, modules: dict[str, torch.nn.Module])
         write_json(run.dir / "ddp_check.json", {"stage": stage, "world": run.world, "digests": digests})
     if len(set(digests)) != 1:
         raise LeedError(f"{run.dir}: ranks diverged in stage {stage} (digests {digests}); please report this")
+
+
+def crops_to_device(run: Run, crops: np.ndarray) -> torch.Tensor:
+    """uint8 (B,H,W,3) crops (often a read-only memmap slice) -> float (B,3,H,W) in [-1,1]."""
+    x = torch.from_numpy(np.array(crops, dtype=np.uint8, copy=True)).permute(0, 3, 1, 2).float() / 127.5 - 1
+    return to_device(run, x)

@@ -41,47 +41,58 @@ def regularizer_nll(q_out: Tensor, target: Tensor) -> Tensor:
     averaged over the batch. `target` (B, 8) is detached (Psi is fixed)."""
     k = q_out.shape[1] // 2
     if q_out.shape[1] != 2 * k or target.shape != (q_out.shape[0], k):
-        raise ValueError(f"q_out {tuple(q_out.shape)} needs (B, 2k) with target (B, k); got target {tuple(target.shape)}")
+        raise ValueError(
+            f"q_out {tuple(q_out.shape)} needs (B, 2k) with target (B, k); got target {tuple(target.shape)}"
+        )
     mean, logvar = q_out[:, :k], q_out[:, k:]
     nll = 0.5 * (logvar + (target.detach() - mean) ** 2 * torch.exp(-logvar) + math.log(2 * math.pi))
     return nll.sum(dim=1).mean()
 
 
 class FeatureReducer(nn.Module):
-    """Whitened PCA of Psi's penultimate features F (B, feature_dim) -> (B, out_dim), the target
-    of Q's Gaussian (Eq. 3, `regularizer_nll`).
+    """Whitened PCA of Psi's penultimate features F (B, feature_dim) -> (B, dim), the target of
+    Q's Gaussian (Eq. 3, `regularizer_nll`); `dim` = q_out // 2 = 8 in the paper.
 
     Why: Psi's features are 512-d (ResNet-18) while Q has 16 outputs = mean and log-variance of
     8 dimensions. The 8 leading principal components keep the most variance of F (the
     expression evidence a classifier's penultimate layer carries), and whitening gives each
     unit variance, so the NLL weighs them equally and lambda_Q keeps one meaning across data
-    sets. `fit` is run once on the training set's Psi features; mean and components are
-    buffers, so the reducer is saved and loaded with its state_dict."""
+    sets. `fit` is run once on the training set's Psi features (feature_dim is taken from
+    them); mean and components are buffers, so the reducer is saved and loaded with its
+    state_dict (loading also works into a reducer that was never fitted)."""
 
-    def __init__(self, feature_dim: int, out_dim: int = 8) -> None:
+    def __init__(self, dim: int = 8) -> None:
         super().__init__()
-        self.register_buffer("mean", torch.zeros(feature_dim))
-        self.register_buffer("components", torch.zeros(out_dim, feature_dim))
-        self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
+        self.dim = dim
+        self.register_buffer("mean", torch.zeros(0))
+        self.register_buffer("components", torch.zeros(dim, 0))
 
     @torch.no_grad()
     def fit(self, features: Tensor) -> FeatureReducer:
-        """PCA of `features` (N, feature_dim), N > out_dim; rows of `components` are principal
-        directions divided by their standard deviation (unbiased)."""
-        n, out_dim = features.shape[0], self.components.shape[0]
-        if n <= out_dim:
-            raise LeedError(f"FeatureReducer.fit needs more than {out_dim} feature rows, got {n}")
-        x = features.detach().to(self.mean.device, torch.float64)
+        """PCA of `features` (N, feature_dim), N > dim; the rows of `components` are the
+        principal directions divided by their (unbiased) standard deviation."""
+        n = features.shape[0]
+        if features.dim() != 2 or n <= self.dim:
+            raise LeedError(
+                f"FeatureReducer.fit needs (N, F) features with N > {self.dim}, got {tuple(features.shape)}"
+            )
+        x = features.detach().to(torch.float64)
         mean = x.mean(dim=0)
         _, s, vh = torch.linalg.svd(x - mean, full_matrices=False)
-        std = (s[:out_dim] / math.sqrt(n - 1)).clamp_min(1e-8)
-        self.mean.copy_(mean)
-        self.components.copy_(vh[:out_dim] / std[:, None])
-        self.fitted.fill_(True)
+        std = (s[: self.dim] / math.sqrt(n - 1)).clamp_min(1e-8)
+        device = self.mean.device
+        self.mean = mean.to(device, torch.float32)
+        self.components = (vh[: self.dim] / std[:, None]).to(device, torch.float32)
         return self
 
+    def _load_from_state_dict(self, state_dict: dict[str, Tensor], prefix: str, *args: object) -> None:
+        for name in ("mean", "components"):
+            if prefix + name in state_dict:  # feature_dim comes with the fitted weights
+                setattr(self, name, torch.empty_like(state_dict[prefix + name], device=self.mean.device))
+        super()._load_from_state_dict(state_dict, prefix, *args)
+
     def forward(self, features: Tensor) -> Tensor:
-        if not bool(self.fitted):
+        if self.mean.numel() == 0:
             raise LeedError("FeatureReducer is not fitted: call fit() on the training set's Psi features first")
         return (features - self.mean) @ self.components.T
 

@@ -15,10 +15,9 @@ Choices the paper leaves open (each repeated where it is made):
 - Table 9's last conv: 1024 channels (its "2048 x 2 x 2" is a typo): see `Siamese`.
 - Initialisation: He (kaiming) normal for conv/linear weights with the gain of the following
   activation, zero biases, norms at weight 1 / bias 0 (`init_weights`). The paper does not say
-  how E is initialised; E's convs have exactly the layout of VGG19's first 16 convs, so an
-  ImageNet start would be possible, but we start from scratch like every other network (E is
-  trained with a reconstruction loss from step 0, and the pretrained VGG19 is used only as the
-  perceptual loss Phi, Eq. 14-15).
+  how E is initialised. Here E starts like every other network; because E's first 12 convs have
+  exactly the layout of VGG19's conv1_1..conv4_4, the training stage copies ImageNet VGG19 into
+  them at paper width (`stage_leed._init_encoder_from_vgg19`): that is the one place of it.
 """
 
 from __future__ import annotations
@@ -284,7 +283,10 @@ def describe_networks(net: NetConfig, c_dim: int = 2) -> str:
             ("Psi", ResNet18(8, net.psi_width), (image,)),
         ]
         stats = {name: (sum(p.numel() for p in m.parameters()) / 1e6, count_flops(m, *x)) for name, m, x in rows}
-    lines = [f"networks at preset {net.preset!r} (batch 1, {s}x{s}, code {c}x{k}x{k})", f"{'network':<12}{'params M':>10}{'GFLOP':>9}"]
+    lines = [
+        f"networks at preset {net.preset!r} (batch 1, {s}x{s}, code {c}x{k}x{k})",
+        f"{'network':<12}{'params M':>10}{'GFLOP':>9}",
+    ]
     lines += [f"{name:<12}{p:>10.2f}{g:>9.3f}" for name, (p, g) in stats.items()]
     chain = ("G", "E", "I", "D")
     lines.append(

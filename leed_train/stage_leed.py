@@ -33,6 +33,7 @@ from leed_train.loop import (
     batches_of,
     check_ranks_agree,
     checkpoint,
+    crops_to_device,
     linear_decay,
     resume_stage,
     save_grid,
@@ -91,9 +92,10 @@ def build(run: Run) -> tuple[dict[str, torch.nn.Module], dict[str, torch.optim.O
 
 def _init_encoder_from_vgg19(E: torch.nn.Module) -> None:
     """Paper gap "how E is initialised": Table 6 is VGG19's conv1_1..conv5_1, the layout of
-    the VGG encoders of [9,33] the paper follows, so at `paper` width E starts from the
-    ImageNet VGG19 weights (ImageNet normalisation folded into the first conv). Other widths
-    and runs without the weights start from the networks' own init."""
+    the VGG encoders of [9,33] the paper follows, so at `paper` width E's first 12 convs
+    (conv1_1..conv4_4) start from the ImageNet VGG19 weights, ImageNet normalisation folded
+    into the first conv; the last conv keeps He init. Other widths and runs without VGG19
+    weights (--perceptual random-vgg19|l1) start from He init everywhere."""
     from leed_train.features import VGG19Features, load_vgg19_weights
 
     vgg = VGG19Features()
@@ -134,8 +136,7 @@ def _psi_and_reducer(run: Run) -> tuple:
     feats = []
     with torch.no_grad():
         for s in range(0, len(idx), 128):
-            x = torch.from_numpy(np.ascontiguousarray(run.crops[np.sort(idx[s : s + 128])]))
-            feats.append(psi(to_device(run, x.permute(0, 3, 1, 2).float() / 127.5 - 1)).float().cpu())
+            feats.append(psi(crops_to_device(run, run.crops[np.sort(idx[s : s + 128])])).float().cpu())
     reducer.fit(torch.cat(feats))
     return psi, reducer.to(run.device)
 
@@ -289,11 +290,8 @@ def sample_grid(run: Run, nets: dict[str, torch.nn.Module], step: int) -> None:
         next((i + n // 2 + j) % n for j in range(n) if subjects[(i + n // 2 + j) % n] != subjects[i]) for i in ia_idx
     ]
 
-    def imgs(arr: np.ndarray) -> torch.Tensor:
-        return to_device(run, torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2).float() / 127.5 - 1)
-
-    ia, rb = imgs(run.crops[ia_idx]), imgs(run.crops[rb_idx])
-    ia_n, rb_n = imgs(neutrals[ia_idx, 0]), imgs(neutrals[rb_idx, 0])
+    ia, rb = crops_to_device(run, run.crops[ia_idx]), crops_to_device(run, run.crops[rb_idx])
+    ia_n, rb_n = crops_to_device(run, neutrals[ia_idx, 0]), crops_to_device(run, neutrals[rb_idx, 0])
     modes = {k: m.training for k, m in nets.items()}
     for m in nets.values():
         m.eval()

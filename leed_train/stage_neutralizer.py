@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from leed_runtime.errors import LeedError
+from leed_train import losses
 from leed_train.data.names import EXPRESSIONS
 from leed_train.loop import (
     Run,
@@ -22,12 +23,12 @@ from leed_train.loop import (
     batches_of,
     check_ranks_agree,
     checkpoint,
+    crops_to_device,
     linear_decay,
     resume_stage,
     save_grid,
     to_device,
 )
-from leed_train.losses import gradient_penalty
 
 STAGE = "neutralizer"
 
@@ -96,36 +97,29 @@ def train_neutralizer(run: Run) -> torch.nn.Module:
         c_trg = torch.randint(0, c_dim, c_org.shape, device=run.device)
         oh_org, oh_trg = F.one_hot(c_org, c_dim).float(), F.one_hot(c_trg, c_dim).float()
 
-        # D phase: WGAN critic + domain classification + gradient penalty.
-        with run.autocast():
-            src_real, cls_real = D(x)
-            fake = G(x, oh_trg).detach()
-            src_fake, _ = D(fake)
-            d_loss_cls = F.cross_entropy(cls_real.float(), c_org)
-        d_gp = gradient_penalty(lambda z: D(z)[0], x, fake)
-        d_adv = src_fake.float().mean() - src_real.float().mean()
-        d_loss = d_adv + cfg.gan_lambda_cls * d_loss_cls + cfg.gan_lambda_gp * d_gp
+        # D phase: WGAN critic + domain classification + gradient penalty (losses.stargan_d_loss).
+        with torch.no_grad(), run.autocast():
+            fake = G(x, oh_trg)
+        d_loss, parts = losses.stargan_d_loss(D, x, fake.float(), c_org, cfg.gan_lambda_cls, cfg.gan_lambda_gp)
         opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         all_reduce_grads(list(D.parameters()), run.world)
         opt_d.step()
-        stats = {"d_adv": d_adv.item(), "d_cls": d_loss_cls.item(), "d_gp": d_gp.item()}
 
         # G phase every n_critic steps: fool D, be classified as the target, cycle back.
         if (step + 1) % cfg.gan_n_critic == 0:
             with run.autocast():
                 fake = G(x, oh_trg)
-                src_fake, cls_fake = D(fake)
                 rec = G(fake, oh_org)
-            g_adv = -src_fake.float().mean()
-            g_cls = F.cross_entropy(cls_fake.float(), c_trg)
-            g_rec = (x - rec.float()).abs().mean()
-            g_loss = g_adv + cfg.gan_lambda_rec * g_rec + cfg.gan_lambda_cls * g_cls
+            g_loss, g_parts = losses.stargan_g_loss(
+                D, x, fake.float(), rec.float(), c_trg, cfg.gan_lambda_cls, cfg.gan_lambda_rec
+            )
             opt_g.zero_grad(set_to_none=True)
             g_loss.backward()
             all_reduce_grads(list(G.parameters()), run.world)
             opt_g.step()
-            stats.update(g_adv=g_adv.item(), g_cls=g_cls.item(), g_rec=g_rec.item())
+            parts.update(g_parts)
+        stats = {k.replace("/", "_"): v.item() for k, v in parts.items()}
 
         bar.update(1)
         if step % cfg.log_every == 0 or step == total - 1:
@@ -152,7 +146,7 @@ def neutralize(G: torch.nn.Module, x: torch.Tensor, c_dim: int, neutral: int) ->
 def _samples(run: Run, G: torch.nn.Module, neutral: int, c_dim: int, step: int) -> None:
     crops = run.val_crops if run.val_crops is not None and len(run.val_crops) else run.crops
     idx = np.linspace(0, len(crops) - 1, num=min(8, len(crops))).astype(int)
-    x = to_device(run, torch.from_numpy(np.ascontiguousarray(crops[idx])).permute(0, 3, 1, 2).float() / 127.5 - 1)
+    x = crops_to_device(run, crops[idx])
     was_training = G.training
     G.eval()
     rows = [x, neutralize(G, x, c_dim, neutral)]
@@ -181,9 +175,7 @@ def cache_neutrals(run: Run, G: torch.nn.Module) -> np.ndarray:
         G.eval()
         batch = 64
         for s in tqdm(range(0, n, batch), desc="caching neutral faces", dynamic_ncols=True):
-            x = to_device(
-                run, torch.from_numpy(np.array(run.crops[s : s + batch])).permute(0, 3, 1, 2).float() / 127.5 - 1
-            )
+            x = crops_to_device(run, run.crops[s : s + batch])
             for k, xi in enumerate((x, x.flip(3))):
                 with run.autocast():
                     y = neutralize(G, xi, c_dim, neutral)

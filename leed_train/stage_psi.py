@@ -24,6 +24,7 @@ from leed_train.loop import (
     batches_of,
     check_ranks_agree,
     checkpoint,
+    crops_to_device,
     resume_stage,
     to_device,
     write_json,
@@ -94,9 +95,9 @@ def evaluate(run: Run, model: torch.nn.Module) -> float:
     labels = torch.tensor([EXPRESSIONS.index(s.expression) for s in run.val])
     correct = 0
     for s in range(0, len(labels), 128):
-        x = torch.from_numpy(np.ascontiguousarray(run.val_crops[s : s + 128])).permute(0, 3, 1, 2).float() / 127.5 - 1
+        x = crops_to_device(run, run.val_crops[s : s + 128])
         with run.autocast():
-            pred = model(to_device(run, x)).argmax(1).cpu()
+            pred = model(x).argmax(1).cpu()
         correct += int((pred == labels[s : s + 128]).sum())
     model.train()
     return correct / len(labels)

@@ -49,8 +49,8 @@ def check_dataset(
             f"{index.root}: none of the {len(unreadable)} image files can be decoded (e.g. {unreadable[0].path.name}); "
             "replace them with real .jpg/.png images"
         )
-    bad = {id(s) for s in unreadable}
-    readable = [s for s in index.samples if id(s) not in bad]
+    bad = set(unreadable)
+    readable = [s for s in index.samples if s not in bad]
     if need_labels == "neutral":
         _require_neutral_labels(index.root, readable)
     duplicates = [group for group in by_hash.values() if len(group) > 1]

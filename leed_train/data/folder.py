@@ -31,7 +31,7 @@ SUBJECTS_FILE = "subjects.csv"
 
 def _rows(path: Path) -> list[list[str]]:
     try:
-        with path.open(newline="") as fh:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
             return [[c.strip() for c in row] for row in csv.reader(fh) if row and any(c.strip() for c in row)]
     except (OSError, UnicodeDecodeError) as exc:
         raise LeedError(f"{path}: cannot read ({exc}); fix or delete it") from None

@@ -41,9 +41,12 @@ LANDMARK_COLUMNS = (
 SPLIT_VERSION = 1
 
 
-@dataclass
+@dataclass(eq=False)
 class Sample:
-    """One image: absolute-or-root-joined path, subject id and whatever labels are known."""
+    """One image: its path (DATA joined with the relative path), subject id and known labels.
+
+    Compared by identity (`eq=False`): landmark arrays make field-wise `==` ambiguous.
+    """
 
     path: Path
     subject: str
@@ -139,7 +142,7 @@ def load_landmarks(root: Path) -> dict[str, np.ndarray]:
         return {}
     out = {}
     try:
-        with path.open(newline="") as fh:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)
             missing = [c for c in ("filename", *LANDMARK_COLUMNS) if c not in (reader.fieldnames or [])]
             if missing:
@@ -192,12 +195,18 @@ def split_by_subject(
 
 
 def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Call `write(file)` on a temp file in `path`'s folder, then os.replace it onto `path`."""
+    """Call `write(file)` on a temp file in `path`'s folder, fsync, then os.replace it onto `path`.
+
+    Streams (np.save of a large array needs no second copy in memory), unlike
+    `leed_train.checkpoint.atomic_write_bytes`, and imports no torch.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -53,9 +53,7 @@ def parse_rafd_name(filename: str) -> RafdName:
     """Parse a RaFD file name (no directory); raises ValueError saying which field is wrong."""
     m = _RAFD_RE.match(filename)
     if m is None:
-        raise ValueError(
-            f"{filename!r} is not a RaFD name like Rafd090_07_Caucasian_female_happy_frontal.jpg"
-        )
+        raise ValueError(f"{filename!r} is not a RaFD name like Rafd090_07_Caucasian_female_happy_frontal.jpg")
     if "." + m["ext"].lower() not in IMAGE_SUFFIXES:
         raise ValueError(f"{filename!r}: .{m['ext']} is not an image suffix ({', '.join(IMAGE_SUFFIXES)})")
     name = RafdName(m["angle"], int(m["subject"]), m["ethnicity"], m["gender"], m["expression"], m["gaze"])

@@ -43,7 +43,7 @@ def samples(
         try:
             name = parse_rafd_name(rel.name)
         except ValueError as exc:
-            problems.append(f"{rel.as_posix()}: {exc}; ignored")
+            problems.append(f"{rel.as_posix()}: {str(exc).removeprefix(f'{rel.name!r}: ')}; ignored")
             continue
         if (keep_angles and name.angle not in keep_angles) or (keep_gazes and name.gaze not in keep_gazes):
             continue

@@ -85,7 +85,9 @@ def test_neutralizer_is_g_with_neutral_label(tiny: NetConfig, images: torch.Tens
     assert set(neutral.state_dict()) == {f"G.{k}" for k in G.state_dict()}
 
 
-def test_instance_norm_same_in_train_and_eval(tiny: NetConfig, nets: dict, images: torch.Tensor, codes: torch.Tensor) -> None:
+def test_instance_norm_same_in_train_and_eval(
+    tiny: NetConfig, nets: dict, images: torch.Tensor, codes: torch.Tensor
+) -> None:
     G = Generator(tiny, C_DIM)
     label = torch.eye(C_DIM)[:B]
     cases = [(nets["S"], (images,)), (nets["critic"], (codes,)), (G, (images, label))]
