@@ -28,6 +28,7 @@ import safetensors.torch
 import torch
 from torch import nn
 
+from leed_runtime.atomic import TMP_PREFIX, fsync_dir
 from leed_runtime.errors import LeedError
 
 FORMAT = 1
@@ -37,40 +38,10 @@ OPTIMIZERS_JSON = "optimizers.json"
 RNG = "rng.safetensors"
 STATE = "state.json"
 FILES = (WEIGHTS, OPTIMIZERS, OPTIMIZERS_JSON, RNG, STATE)
-TMP_PREFIX = ".tmp-"
 
 
 # ---------------------------------------------------------------------------------------------
 # Atomic files
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` via a temp file in the same directory, fsync, `os.replace`."""
-    path = Path(path)
-    tmp = path.with_name(f"{TMP_PREFIX}{path.name}-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write UTF-8 `text` to `path` atomically (see `atomic_write_bytes`)."""
-    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def _fsync_file(path: Path) -> None:
@@ -265,7 +236,7 @@ def save_checkpoint(
                 json.dump(obj, f, indent=1)
                 f.flush()
                 os.fsync(f.fileno())
-        _fsync_dir(tmp)
+        fsync_dir(tmp)
         if final.exists():  # the same step saved again (e.g. after a resume): swap the old one out
             old = root / f"{TMP_PREFIX}{stage}-{step}-old-{os.getpid()}"
             os.replace(final, old)
@@ -273,7 +244,7 @@ def save_checkpoint(
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, final)
-        _fsync_dir(root)
+        fsync_dir(root)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

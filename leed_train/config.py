@@ -145,7 +145,7 @@ class TrainConfig:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
 
     def save(self, path: str | Path) -> None:
-        from leed_train.checkpoint import atomic_write_text
+        from leed_runtime.atomic import atomic_write_text
 
         atomic_write_text(Path(path), self.to_json() + "\n")
 

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from leed_runtime.atomic import atomic_write_bytes, atomic_write_text
 from leed_runtime.errors import LeedError
-from leed_train.checkpoint import atomic_write_bytes, atomic_write_text
 from leed_train.config import TrainConfig
 
 

@@ -160,29 +160,25 @@ def cache_neutrals(run: Run, G: torch.nn.Module) -> np.ndarray:
     [:, 0] is the neutral face of crop i, [:, 1] of crop i flipped horizontally. Written to a
     temp file and renamed, so a killed run never leaves a half cache.
     """
-    import os
-
+    from leed_runtime.atomic import atomic_path
     from leed_train.loop import write_json
 
-    _, neutral = label_space(run.cfg.gan_labels)
-    c_dim = label_space(run.cfg.gan_labels)[0]
+    c_dim, neutral = label_space(run.cfg.gan_labels)
     path = run.dir / "neutrals.npy"
     meta = run.dir / "neutrals.json"
     if run.main:
         n, h, w, _ = run.crops.shape
-        tmp = path.with_name(f".tmp-neutrals-{os.getpid()}.npy")
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, 2, h, w, 3))
         G.eval()
-        batch = 64
-        for s in tqdm(range(0, n, batch), desc="caching neutral faces", dynamic_ncols=True):
-            x = crops_to_device(run, run.crops[s : s + batch])
-            for k, xi in enumerate((x, x.flip(3))):
-                with run.autocast():
-                    y = neutralize(G, xi, c_dim, neutral)
-                out[s : s + batch, k] = ((y + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
-        out.flush()
-        del out
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, 2, h, w, 3))
+            for s in tqdm(range(0, n, 64), desc="caching neutral faces", dynamic_ncols=True):
+                x = crops_to_device(run, run.crops[s : s + 64])
+                for k, xi in enumerate((x, x.flip(3))):
+                    with run.autocast():
+                        y = neutralize(G, xi, c_dim, neutral)
+                    out[s : s + 64, k] = ((y + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+            out.flush()
+            del out
         write_json(meta, {"images": n, "layout": "(N, 2: [crop, mirrored crop], H, W, RGB) uint8"})
     if run.world > 1:
         import torch.distributed as dist

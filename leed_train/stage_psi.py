@@ -35,7 +35,7 @@ STAGE = "psi"
 
 def train_psi(run: Run) -> torch.nn.Module:
     """Train ResNet-18 on expression labels; save psi.safetensors and psi.json (val accuracy)."""
-    from leed_train.checkpoint import atomic_write_bytes
+    from leed_runtime.atomic import atomic_write_bytes
     from leed_train.data.datasets import FaceCrops
     from leed_train.features import ResNet18
 

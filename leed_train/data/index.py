@@ -12,15 +12,13 @@ import csv
 import hashlib
 import json
 import os
-import tempfile
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 
+from leed_runtime.atomic import atomic_write
 from leed_runtime.errors import LeedError
 from leed_train.data.names import IMAGE_SUFFIXES
 
@@ -192,25 +190,6 @@ def split_by_subject(
         n_val = min(max(n_val, 1), len(subjects) - 1)
     held_out = set(subjects[:n_val])
     return [s for s in samples if s.subject not in held_out], [s for s in samples if s.subject in held_out]
-
-
-def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Call `write(file)` on a temp file in `path`'s folder, fsync, then os.replace it onto `path`.
-
-    Streams (np.save of a large array needs no second copy in memory), unlike
-    `leed_train.checkpoint.atomic_write_bytes`, and imports no torch.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _sample_to_json(s: Sample, root: Path) -> dict:

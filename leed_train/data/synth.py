@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from leed_runtime.atomic import atomic_write_bytes
 from leed_runtime.errors import LeedError
 from leed_train.data.names import ANGLES, EXPRESSIONS, GAZES, format_rafd_name
 from leed_train.data.synth_draw import (
@@ -69,15 +70,6 @@ def render_set(seed: int, number: int, angle: str, size: int, ss: int = SUPERSAM
     return {(e, g): renderer.render(EXPRESSION_PARAMS[e], GAZE_SHIFT[g]) for e in EXPRESSIONS for g in GAZES}
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _encode_jpeg(rgb: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
     ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
@@ -93,7 +85,7 @@ def _render_task(task: tuple[int, int, str, int, str]) -> tuple[list[list], int]
     for (expression, gaze), r in render_set(seed, number, angle, size).items():
         name = format_rafd_name(angle, number, ident.ethnicity, ident.gender, expression, gaze)
         data = _encode_jpeg(r.image)
-        _write_atomic(Path(out_dir) / name, data)
+        atomic_write_bytes(Path(out_dir) / name, data)
         nbytes += len(data)
         rows.append([name, *(f"{v:.3f}" for v in r.landmarks.reshape(-1))])
     return rows, nbytes
@@ -162,7 +154,7 @@ def render_faces(
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(["filename", *LANDMARK_HEADER])
     writer.writerows(rows)
-    _write_atomic(out_dir / "landmarks.csv", text.getvalue().encode())
+    atomic_write_bytes(out_dir / "landmarks.csv", text.getvalue().encode())
     meta = {
         "generator": GENERATOR_VERSION,
         "seed": seed,
@@ -172,7 +164,7 @@ def render_faces(
         "gazes": list(GAZES),
         "identities": {str(n): asdict(make_identity(seed, n)) for n in numbers},
     }
-    _write_atomic(out_dir / "meta.json", (json.dumps(meta, indent=1) + "\n").encode())
+    atomic_write_bytes(out_dir / "meta.json", (json.dumps(meta, indent=1) + "\n").encode())
     return {"n_images": len(rows), "seconds": round(time.perf_counter() - start, 2), "bytes": nbytes}
 
 
@@ -194,7 +186,7 @@ def sample_grid(out_path: Path, identities: int = 6, seed: int = 0, size: int = 
             cv2.putText(canvas, text, (4, y + 30 + 16 * k), font, 0.38, (0, 0, 0), 1, cv2.LINE_AA)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(out_path, _encode_jpeg(canvas, 85))
+    atomic_write_bytes(out_path, _encode_jpeg(canvas, 85))
     return out_path
 
 
@@ -314,7 +306,7 @@ def render_video(
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(["frame", *LANDMARK_HEADER])
     writer.writerows(rows)
-    _write_atomic(out.with_name(out.name + ".landmarks.csv"), text.getvalue().encode())
+    atomic_write_bytes(out.with_name(out.name + ".landmarks.csv"), text.getvalue().encode())
 
 
 def _video_frame(

@@ -16,9 +16,9 @@ import safetensors.torch
 import torch
 from torch import nn
 
+from leed_runtime.atomic import atomic_write_text
 from leed_runtime.errors import LeedError
 from leed_train.checkpoint import (
-    atomic_write_text,
     latest_checkpoint,
     load_checkpoint,
     load_weights,
