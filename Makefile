@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 EXTRAS ?= train,runtime,dev
 DEMO ?= demo
 
-.PHONY: install demo test test-fast lint format ci clean
+.PHONY: install demo demo-train test test-fast lint format ci clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +23,17 @@ demo: install
 	$(BIN)/leed-synth video $(DEMO)/demo.mp4 --identity 3 --seconds 4
 	$(BIN)/leed-train $(DEMO)/faces --check
 	@echo
-	@echo "next: train a model on it:   $(BIN)/leed-train $(DEMO)/faces --preset tiny --out runs/demo --max-steps 200"
+	@echo "next: train a tiny model on it (about 4 minutes on 2 CPU cores): make demo-train"
 	@echo "      (a shipped trained model and leed-run on $(DEMO)/demo.mp4 land with later issues)"
+
+# Offline recipe: Psi on other synthetic people, then both LEED stages on demo/faces.
+# --perceptual l1 keeps it fast and offline (ImageNet VGG19, the default, needs its weights).
+demo-train: install
+	$(BIN)/leed-synth faces $(DEMO)/psi --identities 6 --seed 1 --first-id 101
+	$(BIN)/leed-train $(DEMO)/psi --stage psi --preset tiny --out runs/demo-psi --max-steps 150 --batch-size 16
+	$(BIN)/leed-train $(DEMO)/faces --preset tiny --out runs/demo --psi runs/demo-psi/psi.safetensors \
+		--perceptual l1 --max-steps 300 --batch-size 8 --sample-every 100
+	@echo "samples: runs/demo/samples/   losses: tensorboard --logdir runs/demo/tensorboard"
 
 test: install
 	$(BIN)/pytest -q -n 2

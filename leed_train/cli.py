@@ -127,7 +127,7 @@ SYNTH_EXAMPLE = """
 \b
 Examples:
   leed-synth faces data/synth --identities 60 --seed 0
-  leed-synth faces data/psi --identities 30 --seed 1 --first-id 61   # other people, for psi
+  leed-synth faces data/psi --identities 30 --seed 1 --first-id 101  # other people, for psi
   leed-synth video demo.mp4 --identity 3 --seconds 10 --fps 29.97 --size 1280x720
 """
 

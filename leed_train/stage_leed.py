@@ -2,8 +2,7 @@
 
 Every step has three phases, each updating only its own networks:
 
-1. critic (Eq. 12): WGAN-GP between real codes E(I) and interpolated codes I(C_IN, a*dexp).
-2. main: one backward through a graph built so that each loss reaches exactly the networks
+1. main: one backward through a graph built so that each loss reaches exactly the networks
    the paper minimises it over:
      X, Q   <- L_exp (Eq. 2) + lambda_Q L_Q (Eq. 3)            codes detached
      I      <- L_interp (Eq. 6) + L_idt (Eq. 7)                  I's inputs detached
@@ -11,6 +10,8 @@ Every step has three phases, each updating only its own networks:
      D      <- L_D (Eq. 14); E <- lambda_recon L_recon (Eq. 15)  one decoder pass, the code's
                                                                  gradient scaled by lambda_recon
      E      <- lambda_S L_S (Eq. 9-11, 16)                       X, I, D, S frozen in that path
+2. critic (Eq. 12): WGAN-GP between this step's real codes E(I_A), E(R_B) and interpolated
+   codes I(C_IN, a*dexp), detached, `n_critic` updates (WGAN-GP's 5 by default).
 3. siamese (Eq. 11, "E and S are updated in an alternative manner"): S minimises L_S on
    detached images plus a TraVeLGAN margin term that keeps it from collapsing.
 """
@@ -180,24 +181,7 @@ def train_leed(run: Run) -> dict[str, torch.nn.Module]:
         n = len(ia)
         stats: dict[str, float] = {}
 
-        # --- 1. critic (Eq. 12) ---
-        for _ in range(cfg.n_critic):
-            with torch.no_grad(), run.autocast():
-                c_ia, c_in, c_rb, c_rn = E(torch.cat([ia, ia_n, rb, rb_n])).chunk(4)
-                alpha = torch.rand(n, 1, 1, 1, device=run.device)
-                fake = I(c_in, alpha * X(c_rb, c_rn))
-                real = torch.cat([c_ia, c_rb])[torch.randperm(2 * n, device=run.device)[:n]]
-            real, fake = real.float(), fake.float()
-            d_adv = critic(fake).mean() - critic(real).mean()
-            gp = losses.gradient_penalty(critic, real, fake)
-            d_loss = d_adv + cfg.lambda_gp * gp
-            opts["critic"].zero_grad(set_to_none=True)
-            d_loss.backward()
-            all_reduce_grads(list(critic.parameters()), run.world)
-            opts["critic"].step()
-        stats.update(critic_w=-d_adv.item(), critic_gp=gp.item())
-
-        # --- 2. main: E, X, I, D, Q ---
+        # --- 1. main: E, X, I, D, Q ---
         with run.autocast():
             codes = E(torch.cat([ia, ia_n, rb, rb_n]))
             c_ia, c_in, c_rb, c_rn = codes.chunk(4)
@@ -213,8 +197,9 @@ def train_leed(run: Run) -> dict[str, torch.nn.Module]:
                 stats["L_Q"] = l_q.item()
             alpha = torch.rand(n, 1, 1, 1, device=run.device)
             a_dexp = (alpha * dexp).detach()
+            c_hat = I(c_in, a_dexp)  # Eq. 6's interpolated code, the critic's "fake"
             with frozen(critic):
-                l_adv = losses.adversarial_loss(critic(I(c_in, a_dexp).float()))
+                l_adv = losses.adversarial_loss(critic(c_hat.float()))
             l_interp = losses.interpolation_loss(
                 I(c_in.detach(), a_dexp).float(), c_in.detach().float(), a_dexp.float()
             )
@@ -242,6 +227,18 @@ def train_leed(run: Run) -> dict[str, torch.nn.Module]:
         stats.update(
             L_exp=l_exp.item(), L_adv=l_adv.item(), L_interp=l_interp.item(), L_idt=l_idt.item(), L_recon=l_recon.item()
         )
+
+        # --- 2. critic (Eq. 12) on this step's codes, detached: no extra encoder pass ---
+        real_pool, fake = torch.cat([c_ia, c_rb]).detach().float(), c_hat.detach().float()
+        for _ in range(cfg.n_critic):
+            real = real_pool[torch.randperm(2 * n, device=run.device)[:n]]
+            d_adv = critic(fake).mean() - critic(real).mean()
+            gp = losses.gradient_penalty(critic, real, fake)
+            opts["critic"].zero_grad(set_to_none=True)
+            (d_adv + cfg.lambda_gp * gp).backward()
+            all_reduce_grads(list(critic.parameters()), run.world)
+            opts["critic"].step()
+        stats.update(critic_w=-d_adv.item(), critic_gp=gp.item())
 
         # --- 3. siamese network S (alternating with E) ---
         if cfg.use_siamese:

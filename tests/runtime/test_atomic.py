@@ -33,3 +33,13 @@ def test_atomic_path_renames_only_on_success(tmp_path: Path) -> None:
     with atomic_path(target) as tmp:
         tmp.write_bytes(b"whole")
     assert target.read_bytes() == b"whole" and len(list(target.parent.iterdir())) == 1
+
+
+def test_outputs_get_normal_permissions(tmp_path: Path) -> None:
+    import os
+
+    target = tmp_path / "meta.json"
+    atomic_write_bytes(target, b"{}")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~mask
