@@ -1,0 +1,61 @@
+"""Every console script: installed, --help shows a real example, stubs say so and exit 2."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPTS = ["leed-train", "leed-export", "leed-run", "leed-eval", "leed-synth", "leed-doctor"]
+BIN = Path(sys.executable).parent
+
+
+def _run(script: str, *args: str) -> subprocess.CompletedProcess:
+    exe = shutil.which(script, path=str(BIN)) or shutil.which(script)
+    assert exe, f"{script} is not installed as a console script"
+    return subprocess.run([exe, *args], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_help_shows_an_example(script: str) -> None:
+    proc = _run(script, "--help")
+    assert proc.returncode == 0, proc.stderr
+    assert "Example" in proc.stdout and script in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("script", "args"),
+    [
+        ("leed-export", ["runs/x"]),
+        ("leed-run", ["--video", "in.mp4", "--ref", "smile.jpg"]),
+        ("leed-eval", ["runs/x", "data"]),
+    ],
+)
+def test_later_commands_say_not_available_and_exit_2(script: str, args: list[str]) -> None:
+    proc = _run(script, *args)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "not available yet" in lines[0]
+    assert "Traceback" not in proc.stderr
+
+
+def test_user_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
+    proc = _run("leed-train", str(tmp_path / "missing"), "--check")
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+    assert str(tmp_path / "missing") in proc.stderr
+    proc = _run("leed-synth", "video", str(tmp_path / "v.mp4"), "--size", "12x34x5")
+    assert proc.returncode == 2 and "--size" in proc.stderr and not (tmp_path / "v.mp4").exists()
+
+
+def test_dry_run_prints_the_resolved_config(tmp_path: Path) -> None:
+    import json
+
+    proc = _run("leed-train", str(tmp_path), "--preset", "small", "--no-q", "--dry-run", "--out", str(tmp_path / "run"))
+    assert proc.returncode == 0, proc.stderr
+    cfg = json.loads(proc.stdout)
+    assert cfg["net"]["preset"] == "small" and cfg["use_q"] is False and cfg["lambda_s"] == 1000.0
+    assert not (tmp_path / "run").exists()  # a dry run writes nothing
