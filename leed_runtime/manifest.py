@@ -1,0 +1,163 @@
+"""`manifest.json`: the one description of an export folder. `leed-export` writes it, the
+runtime reads only it, and refuses what does not match (hash, library, GPU) with the fix.
+
+Schema (version 1):
+
+    {
+      "schema": 1,
+      "leed_version": "0.1.0",
+      "created": "2026-11-25T02:30:00Z",
+      "preset": "tiny",
+      "source": {"run_dir": "...", "checkpoint": "checkpoints/leed-00000200", "step": 200},
+      "image": {"size": 128, "layout": "NCHW", "color": "RGB", "dtype": "float32",
+                "range": [-1.0, 1.0], "template": [[x, y] x 5]},   # crop template (pixels)
+      "code": {"channels": 64, "size": 8},
+      "artifacts": {
+        "edit": {"file": "edit.onnx", "sha256": "...", "bytes": 123, "format": "onnx",
+                 "precision": "fp32", "opset": 18,
+                 "inputs":  [{"name": "face", "shape": ["batch", 3, 128, 128], "dtype": "float32"}, ...],
+                 "outputs": [{"name": "edited", "shape": ["batch", 3, 128, 128], "dtype": "float32"}],
+                 "parity": {"max_abs": 1e-6, "median_abs": 1e-7, "tolerance": 1e-3},
+                 "engine": null},
+        "edit.fp16.rtx": {"file": "engines/tensorrt-rtx/edit.fp16.plan", "format": "plan",
+                 "precision": "fp16", ..., "source": "edit.fp16",
+                 "engine": {"library": "tensorrt_rtx", "version": "1.7.1", "gpu": null,
+                            "compute_capability": null, "profile": {"min": 1, "opt": 8, "max": 32}}}
+      }
+    }
+
+Artifact names: `neutralizer`, `encoder`, `extractor`, `interpolator`, `decoder` (one
+network each), `reference` (reference crop -> dexp) and `edit` (face crop, dexp, alpha ->
+edited crop), `pnet`/`rnet`/`onet` (the MTCNN detector); `<name>.fp16` for FP16 graphs;
+engines add the library's short name. Dimension names (strings) are dynamic.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from leed_runtime.atomic import atomic_write_text
+from leed_runtime.errors import LeedError
+
+SCHEMA = 1
+FILENAME = "manifest.json"
+
+
+@dataclass
+class TensorSpec:
+    name: str
+    shape: list[int | str]
+    dtype: str  # numpy name: float32, float16, int64, uint8
+
+
+@dataclass
+class EngineInfo:
+    library: str  # "tensorrt" | "tensorrt_rtx"
+    version: str
+    gpu: str | None = None  # name of the GPU it was built on (None: built without one)
+    compute_capability: str | None = None  # "8.6"; None = whatever the library targets by default
+    profile: dict[str, int] = field(default_factory=dict)  # batch min/opt/max
+
+
+@dataclass
+class Artifact:
+    file: str  # relative to the export folder
+    sha256: str
+    bytes: int
+    format: str  # "onnx" | "plan"
+    precision: str  # "fp32" | "fp16"
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    opset: int | None = None
+    source: str | None = None  # the artifact an engine or FP16 graph was made from
+    parity: dict[str, float] = field(default_factory=dict)
+    engine: EngineInfo | None = None
+
+
+@dataclass
+class Manifest:
+    leed_version: str
+    created: str
+    preset: str
+    source: dict[str, Any]
+    image: dict[str, Any]
+    code: dict[str, int]
+    artifacts: dict[str, Artifact] = field(default_factory=dict)
+    schema: int = SCHEMA
+
+    def artifact(self, name: str, folder: Path | None = None) -> Artifact:
+        if name not in self.artifacts:
+            where = f"{folder / FILENAME}: " if folder else ""
+            raise LeedError(
+                f"{where}no artifact {name!r} (has: {', '.join(sorted(self.artifacts))}); re-run leed-export"
+            )
+        return self.artifacts[name]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+
+    def save(self, folder: Path) -> Path:
+        path = Path(folder) / FILENAME
+        atomic_write_text(path, self.to_json())
+        return path
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def artifact_for(folder: Path, file: str, **fields: Any) -> Artifact:
+    """An Artifact for `folder/file` with its hash and size filled in."""
+    path = Path(folder) / file
+    return Artifact(file=file, sha256=sha256_file(path), bytes=path.stat().st_size, **fields)
+
+
+def read_manifest(folder: Path | str) -> Manifest:
+    """Parse and validate `folder/manifest.json`; every problem is one LeedError line."""
+    folder = Path(folder)
+    path = folder / FILENAME
+    if not folder.is_dir():
+        raise LeedError(f"{folder}: no such export folder; create one with `leed-export RUN_DIR --out {folder}`")
+    if not path.is_file():
+        raise LeedError(f"{path}: missing; {folder} is not an export folder (run `leed-export RUN_DIR --out {folder}`)")
+    try:
+        data = json.loads(path.read_text())
+        if data.get("schema") != SCHEMA:
+            raise LeedError(f"{path}: schema {data.get('schema')!r} is not {SCHEMA}; re-export with this leed version")
+        artifacts = {}
+        for name, a in data["artifacts"].items():
+            a = dict(a)
+            a["inputs"] = [TensorSpec(**t) for t in a["inputs"]]
+            a["outputs"] = [TensorSpec(**t) for t in a["outputs"]]
+            a["engine"] = EngineInfo(**a["engine"]) if a.get("engine") else None
+            artifacts[name] = Artifact(**a)
+        data["artifacts"] = artifacts
+        return Manifest(**data)
+    except LeedError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise LeedError(f"{path}: corrupt manifest ({type(exc).__name__}: {exc}); re-run leed-export") from None
+
+
+def verify(folder: Path | str, manifest: Manifest | None = None, names: list[str] | None = None) -> Manifest:
+    """Check every (or the named) artifact's file exists and matches its sha256."""
+    folder = Path(folder)
+    manifest = manifest or read_manifest(folder)
+    for name in names or sorted(manifest.artifacts):
+        art = manifest.artifact(name, folder)
+        path = folder / art.file
+        if not path.is_file():
+            raise LeedError(f"{path}: missing (artifact {name!r} of {folder / FILENAME}); re-run leed-export")
+        if sha256_file(path) != art.sha256:
+            raise LeedError(
+                f"{path}: sha256 differs from {folder / FILENAME} (modified or corrupt); re-run leed-export"
+            )
+    return manifest
