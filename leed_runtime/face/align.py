@@ -16,6 +16,8 @@ import numpy as np
 
 CROP_SIZE = 128
 LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
+# Column names of landmarks.csv files (leed-synth writes them, the loaders read them).
+LANDMARK_COLUMNS = tuple(f"{name}_{axis}" for name in LANDMARK_NAMES for axis in "xy")
 
 # The ArcFace 112x112 template (normalised), pulled 25% toward the centre so the crop also
 # holds brows, forehead, chin and cheeks: expressions live there.

@@ -20,22 +20,11 @@ import numpy as np
 
 from leed_runtime.atomic import atomic_write
 from leed_runtime.errors import LeedError
+from leed_runtime.face.align import LANDMARK_COLUMNS
 from leed_train.data.names import IMAGE_SUFFIXES
 
 FORMATS = ("auto", "rafd", "cfeed", "folder")
 LANDMARKS_FILE = "landmarks.csv"
-LANDMARK_COLUMNS = (
-    "left_eye_x",
-    "left_eye_y",
-    "right_eye_x",
-    "right_eye_y",
-    "nose_x",
-    "nose_y",
-    "mouth_left_x",
-    "mouth_left_y",
-    "mouth_right_x",
-    "mouth_right_y",
-)
 SPLIT_VERSION = 1
 
 

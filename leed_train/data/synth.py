@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from leed_runtime.atomic import atomic_write_bytes
 from leed_runtime.errors import LeedError
+from leed_runtime.face.align import LANDMARK_COLUMNS
 from leed_train.data.names import ANGLES, EXPRESSIONS, GAZES, format_rafd_name
 from leed_train.data.synth_draw import (
     EXPRESSION_PARAMS,
@@ -42,18 +43,7 @@ from leed_train.data.synth_draw import (
     make_scene,
 )
 
-LANDMARK_HEADER = [
-    "left_eye_x",
-    "left_eye_y",
-    "right_eye_x",
-    "right_eye_y",
-    "nose_x",
-    "nose_y",
-    "mouth_left_x",
-    "mouth_left_y",
-    "mouth_right_x",
-    "mouth_right_y",
-]
+LANDMARK_HEADER = list(LANDMARK_COLUMNS)
 JPEG_QUALITY = 95
 SUPERSAMPLE = 4
 _NTSC = {23.976: Fraction(24000, 1001), 29.97: Fraction(30000, 1001), 59.94: Fraction(60000, 1001)}
