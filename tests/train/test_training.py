@@ -157,3 +157,29 @@ def test_ddp_two_ranks_on_gloo_agree(stage1_run: Path, synth_faces: Path, tmp_pa
     assert proc.returncode == 0, proc.stderr[-3000:]
     check = json.loads((run / "ddp_check.json").read_text())
     assert check["world"] == 2 and len(set(check["digests"])) == 1
+
+
+def test_neutralizer_with_full_expression_labels(synth_faces: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    _train(
+        [
+            str(synth_faces),
+            "--out",
+            str(run),
+            "--stage",
+            "neutralizer",
+            "--gan-iters",
+            "2",
+            "--gan-labels",
+            "expression",
+            *TINY,
+        ]
+    )
+    from safetensors.torch import load_file as load
+
+    from leed_train.trained import load_trained  # noqa: F401  (G's c_dim comes from the saved config)
+
+    weights = load(str(latest_checkpoint(run, "neutralizer") / "weights.safetensors"))
+    cls = [v for k, v in weights.items() if k.startswith("D.") and v.ndim == 4][-1]
+    assert cls.shape[0] == 8  # the classifier head has RaFD's 8 expressions
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
