@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from leed_runtime.errors import LeedError
-from leed_runtime.manifest import Artifact, Manifest, TensorSpec
+from leed_runtime.manifest import FILENAME, Artifact, Manifest, TensorSpec, sha256_file
 
 BACKENDS = ("tensorrt", "tensorrt-rtx", "onnxruntime-cuda", "onnxruntime-cpu")
 
@@ -67,14 +67,15 @@ class Backend:
         reused buffers: copy what you keep across calls."""
         if not self.active:
             raise RuntimeError(f"{self.name} backend for {self.artifact_name!r} used before activate()")
-        self.check_feeds(feeds)
+        dims = self.check_feeds(feeds)
         start = time.perf_counter()
-        out = self._infer(feeds)
+        out = self._infer(feeds, dims)
         self.latency_ms = (time.perf_counter() - start) * 1e3
         return out
 
-    def check_feeds(self, feeds: dict[str, Any]) -> None:
-        """Names, dtypes and static dimensions against the manifest (Polygraphy's check_inputs)."""
+    def check_feeds(self, feeds: dict[str, Any]) -> dict[str, int]:
+        """Names, dtypes and shapes against the manifest (Polygraphy's check_inputs); returns
+        the sizes of the symbolic dimensions (e.g. {"batch": 4}), which must agree across inputs."""
         expected = {t.name: t for t in self.inputs}
         missing, unknown = set(expected) - set(feeds), set(feeds) - set(expected)
         if missing or unknown:
@@ -82,22 +83,45 @@ class Backend:
                 f"{self.artifact.file}: inputs {sorted(expected)} expected, got {sorted(feeds)} "
                 f"(missing {sorted(missing)}, unknown {sorted(unknown)})"
             )
+        dims: dict[str, int] = {}
         for name, spec in expected.items():
             value = feeds[name]
             dtype = getattr(value, "dtype", None)
-            if dtype is not None and np.dtype(str(dtype).replace("torch.", "")) != np.dtype(spec.dtype):
-                raise LeedError(f"{self.artifact.file}: input {name!r} must be {spec.dtype}, got {dtype}")
+            if dtype is None or np.dtype(str(dtype).replace("torch.", "")) != np.dtype(spec.dtype):
+                raise LeedError(
+                    f"{self.artifact.file}: input {name!r} must be {spec.dtype}, got {dtype or type(value).__name__}"
+                )
             shape = tuple(getattr(value, "shape", ()))
             if len(shape) != len(spec.shape) or any(
                 isinstance(want, int) and want != got for want, got in zip(spec.shape, shape, strict=False)
             ):
                 raise LeedError(f"{self.artifact.file}: input {name!r} must have shape {spec.shape}, got {list(shape)}")
+            for want, got in zip(spec.shape, shape, strict=True):
+                if isinstance(want, str) and dims.setdefault(want, int(got)) != got:
+                    raise LeedError(
+                        f"{self.artifact.file}: input {name!r} has {want}={got}, other inputs have {want}={dims[want]}"
+                    )
+        return dims
+
+    def check_file(self, verify: bool = True) -> Path:
+        """The artifact's path; refuses a missing file, and (with `verify`) a sha256 that
+        differs from the manifest."""
+        path = self.folder / self.artifact.file
+        if not path.is_file():
+            raise LeedError(
+                f"{path}: missing (artifact {self.artifact_name!r} of {self.folder / FILENAME}); re-run leed-export"
+            )
+        if verify and sha256_file(path) != self.artifact.sha256:
+            raise LeedError(
+                f"{path}: sha256 differs from {self.folder / FILENAME} (modified or corrupt); re-run leed-export"
+            )
+        return path
 
     # -- for subclasses ----------------------------------------------------------------------
     def _activate(self) -> None:
         raise NotImplementedError
 
-    def _infer(self, feeds: dict[str, Any]) -> dict[str, Any]:
+    def _infer(self, feeds: dict[str, Any], dims: dict[str, int]) -> dict[str, Any]:
         raise NotImplementedError
 
     def _deactivate(self) -> None:

@@ -1,0 +1,294 @@
+"""ONNX Runtime backend: CPU (`onnxruntime`) or CUDA (`onnxruntime-gpu`, never a silent CPU
+fall-back).
+
+CUDA path (measured on the H100, see NOTES.md): the pipeline's one stream passed as
+`user_compute_stream`, EXHAUSTIVE cuDNN search, optional CUDA graphs and NHWC kernels, and
+IOBinding on device buffers allocated once at `max_batch`; numpy feeds go through pinned
+staging buffers, `DeviceArray` feeds are bound where they lie.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from leed_runtime.backends.base import Backend
+from leed_runtime.errors import LeedError, one_line
+from leed_runtime.manifest import Artifact, TensorSpec
+
+GPU_FIX = "pip install 'leed[gpu]' (onnxruntime-gpu in place of onnxruntime) and check `leed-doctor`"
+
+
+def _import_ort() -> Any:
+    try:
+        import onnxruntime
+    except ImportError:
+        raise LeedError("onnxruntime is not installed; pip install 'leed[runtime]' (or 'leed[gpu]')") from None
+    return onnxruntime
+
+
+class _Slot:
+    """One tensor's device buffer and pinned staging buffer; grows only for dimensions
+    other than the batch (unknown until the first call), never per call at a steady shape."""
+
+    def __init__(self, dtype: str) -> None:
+        self.dtype = np.dtype(dtype)
+        self.device: Any = None
+        self.pinned: Any = None
+
+    def ensure(self, shape: tuple[int, ...]) -> None:
+        from leed_runtime.cuda import DeviceBuffer, PinnedBuffer
+
+        count = math.prod(shape)
+        if self.pinned is None or count > self.pinned.array.size:
+            self.close()
+            self.device = DeviceBuffer(count * self.dtype.itemsize)
+            self.pinned = PinnedBuffer((count,), self.dtype)
+
+    def close(self) -> None:
+        for buf in (self.device, self.pinned):
+            if buf is not None:
+                buf.close()
+        self.device = self.pinned = None
+
+
+class OnnxRuntimeBackend(Backend):
+    """Run one ONNX artifact with onnxruntime on the CPU or through the CUDA execution provider."""
+
+    def __init__(
+        self,
+        folder: Path,
+        artifact: Artifact,
+        artifact_name: str,
+        device: str = "cpu",
+        threads: int = 0,
+        cuda_graph: bool = False,
+        prefer_nhwc: bool = False,
+        stream: Any = None,
+        max_batch: int = 32,
+        outputs_on_device: bool = False,
+        verify: bool = True,
+    ) -> None:
+        super().__init__(folder, artifact, artifact_name)
+        if device not in ("cpu", "cuda"):
+            raise LeedError(f"onnxruntime device {device!r} is unknown; choose cpu or cuda")
+        if device == "cpu" and (cuda_graph or prefer_nhwc or stream is not None or outputs_on_device):
+            raise LeedError(
+                "onnxruntime-cpu takes no CUDA options (cuda_graph, prefer_nhwc, stream, outputs_on_device); "
+                "use --backend onnxruntime-cuda"
+            )
+        if artifact.format != "onnx":
+            raise LeedError(
+                f"artifact {artifact_name!r} ({artifact.file}) is a {artifact.format}, not an ONNX graph; "
+                "onnxruntime runs the .onnx artifacts"
+            )
+        if max_batch < 1:
+            raise LeedError(f"max_batch must be >= 1, got {max_batch}")
+        self.name = f"onnxruntime-{device}"
+        self.device = device
+        self.threads = threads
+        self.cuda_graph = cuda_graph
+        self.prefer_nhwc = prefer_nhwc
+        self.stream = stream
+        self.max_batch = max_batch
+        self.outputs_on_device = outputs_on_device
+        self.verify = verify
+        self.session: Any = None
+        self._own_stream: Any = None
+        self._binding: Any = None
+        self._slots: dict[str, _Slot] = {}
+        self._run_options: dict[tuple[tuple[int, ...], ...], Any] = {}  # input shapes -> RunOptions
+
+    # -- activation ------------------------------------------------------------------------
+    def _activate(self) -> None:
+        path = self.check_file(self.verify)
+        ort = _import_ort()
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = self.threads
+        options.log_severity_level = 3  # errors only: warnings about CPU shape nodes are expected
+        providers: list[Any] = ["CPUExecutionProvider"]
+        if self.device == "cuda":
+            providers = [("CUDAExecutionProvider", self._cuda_options(ort))]
+        try:
+            session = ort.InferenceSession(str(path), options, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/RuntimeException types
+            raise LeedError(
+                f"{path}: onnxruntime {ort.__version__} cannot load it ({one_line(str(exc))[:300]}); re-run leed-export"
+            ) from None
+        if self.device == "cuda" and "CUDAExecutionProvider" not in session.get_providers():
+            raise LeedError(
+                f"{path}: onnxruntime fell back to {session.get_providers()} instead of CUDA "
+                f"(CUDA or cuDNN libraries not loadable); {GPU_FIX}"
+            )
+        self._check_names(session, path)
+        self.session = session
+        if self.device == "cuda":
+            self._allocate()
+
+    def _cuda_options(self, ort: Any) -> dict[str, str]:
+        from leed_runtime.cuda import Stream, cuda_available
+
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise LeedError(
+                f"--backend onnxruntime-cuda: onnxruntime {ort.__version__} has no CUDAExecutionProvider "
+                f"(has {', '.join(ort.get_available_providers())}); {GPU_FIX}"
+            )
+        if not cuda_available():
+            raise LeedError("--backend onnxruntime-cuda: no CUDA GPU here (cuda-python sees none); check `leed-doctor`")
+        if self.stream is None:
+            self._own_stream = self.stream = Stream()
+        return {
+            "device_id": "0",
+            "user_compute_stream": str(int(self.stream)),
+            "has_user_compute_stream": "1",
+            "cudnn_conv_algo_search": "EXHAUSTIVE",
+            "enable_cuda_graph": "1" if self.cuda_graph else "0",
+            "prefer_nhwc": "1" if self.prefer_nhwc else "0",
+        }
+
+    def _check_names(self, session: Any, path: Path) -> None:
+        for kind, got, specs in (
+            ("inputs", session.get_inputs(), self.inputs),
+            ("outputs", session.get_outputs(), self.outputs),
+        ):
+            names, want = sorted(t.name for t in got), sorted(t.name for t in specs)
+            if names != want:
+                raise LeedError(f"{path}: graph {kind} {names} differ from the manifest's {want}; re-run leed-export")
+
+    def _allocate(self) -> None:
+        """Device and pinned buffers for every input and output, at `max_batch` where the
+        shape is known up to the batch; the rest on the first call."""
+        self._binding = self.session.io_binding()
+        for spec in [*self.inputs, *self.outputs]:
+            slot = self._slots[spec.name] = _Slot(spec.dtype)
+            shape = self._max_shape(spec)
+            if shape is not None:
+                slot.ensure(shape)
+            elif self.cuda_graph:
+                raise LeedError(
+                    f"{self.artifact.file}: tensor {spec.name!r} has dynamic dimensions {spec.shape} beyond the "
+                    "batch; CUDA graphs need fixed shapes (drop cuda_graph for this graph)"
+                )
+
+    def _max_shape(self, spec: TensorSpec) -> tuple[int, ...] | None:
+        batch_dims = {t.shape[0] for t in self.inputs if t.shape and isinstance(t.shape[0], str)}
+        shape = [self.max_batch if d in batch_dims else d for d in spec.shape]
+        return tuple(shape) if all(isinstance(d, int) for d in shape) else None  # type: ignore[misc]
+
+    def _deactivate(self) -> None:
+        for slot in self._slots.values():
+            slot.close()
+        self._slots.clear()
+        self._run_options.clear()
+        self._binding = self.session = None
+        if self._own_stream is not None:
+            self._own_stream.close()
+            self._own_stream = self.stream = None
+
+    # -- inference -------------------------------------------------------------------------
+    def _infer(self, feeds: dict[str, Any], dims: dict[str, int]) -> dict[str, Any]:
+        if self.device == "cpu":
+            return self._infer_cpu(feeds)
+        return self._infer_cuda(feeds, dims)
+
+    def _infer_cpu(self, feeds: dict[str, Any]) -> dict[str, np.ndarray]:
+        arrays = {}
+        for name, value in feeds.items():
+            if not isinstance(value, np.ndarray):
+                raise LeedError(
+                    f"onnxruntime-cpu: input {name!r} is a {type(value).__name__}; feed numpy arrays on the CPU"
+                )
+            arrays[name] = np.ascontiguousarray(value)
+        names = [t.name for t in self.outputs]
+        return dict(zip(names, self.session.run(names, arrays), strict=True))
+
+    def _infer_cuda(self, feeds: dict[str, Any], dims: dict[str, int]) -> dict[str, Any]:
+        from leed_runtime.cuda import (
+            DeviceArray,
+            memcpy_dtod_async,
+            memcpy_dtoh_async,
+            memcpy_htod_async,
+        )
+
+        ort = _import_ort()
+        batch = max((dims[s.shape[0]] for s in self.inputs if s.shape and isinstance(s.shape[0], str)), default=1)
+        if batch > self.max_batch:
+            raise LeedError(
+                f"{self.artifact.file}: batch {batch} exceeds this backend's max_batch {self.max_batch} "
+                f"(open it with max_batch={batch})"
+            )
+        binding = self._binding
+        shapes = []
+        for spec in self.inputs:
+            value, slot = feeds[spec.name], self._slots[spec.name]
+            shape = tuple(int(d) for d in value.shape)
+            shapes.append(shape)
+            if isinstance(value, DeviceArray) and not self.cuda_graph:
+                ptr = value.ptr
+            else:
+                self._ensure(slot, shape, spec)
+                if isinstance(value, DeviceArray):  # CUDA graphs replay fixed addresses
+                    memcpy_dtod_async(slot.device.ptr, value.ptr, value.nbytes, self.stream)
+                elif isinstance(value, np.ndarray):
+                    staged = slot.pinned.array[: math.prod(shape)].reshape(shape)
+                    np.copyto(staged, value)
+                    memcpy_htod_async(slot.device.ptr, staged, self.stream)
+                else:
+                    raise LeedError(
+                        f"onnxruntime-cuda: input {spec.name!r} is a {type(value).__name__}; feed numpy arrays or DeviceArrays"
+                    )
+                ptr = slot.device.ptr
+            binding.bind_input(spec.name, "cuda", 0, slot.dtype, shape, ptr)
+        out_shapes: dict[str, tuple[int, ...] | None] = {}
+        for spec in self.outputs:
+            shape = _resolve(spec, dims)
+            out_shapes[spec.name] = shape
+            slot = self._slots[spec.name]
+            if shape is None:  # a size only the graph knows (e.g. a detector's map): ORT allocates
+                binding.bind_output(spec.name, "cuda", 0)
+            else:
+                self._ensure(slot, shape, spec)
+                binding.bind_output(spec.name, "cuda", 0, slot.dtype, shape, slot.device.ptr)
+        key = tuple(shapes) if self.cuda_graph else ()
+        run_options = self._run_options.get(key)
+        if run_options is None:  # once per input shape: one captured CUDA graph each
+            run_options = self._run_options[key] = ort.RunOptions()
+            if self.cuda_graph:
+                run_options.add_run_config_entry("gpu_graph_id", str(len(self._run_options)))
+        try:
+            self.session.run_with_iobinding(binding, run_options)
+        except Exception as exc:
+            raise LeedError(f"{self.artifact.file}: onnxruntime-cuda run failed: {one_line(str(exc))[:300]}") from None
+        values = binding.get_outputs()  # OrtValues in binding order (= self.outputs)
+        out: dict[str, Any] = {}
+        for spec, value in zip(self.outputs, values, strict=True):
+            slot, shape = self._slots[spec.name], out_shapes[spec.name]
+            if shape is None:
+                shape = tuple(int(d) for d in value.shape())
+                self._ensure(slot, shape, spec)
+                memcpy_dtod_async(
+                    slot.device.ptr, value.data_ptr(), math.prod(shape) * slot.dtype.itemsize, self.stream
+                )
+            if self.outputs_on_device:
+                out[spec.name] = DeviceArray(slot.device, shape, slot.dtype)
+            else:
+                host = slot.pinned.array[: math.prod(shape)].reshape(shape)
+                memcpy_dtoh_async(host, slot.device.ptr, self.stream)
+                out[spec.name] = host
+        self.stream.synchronize()
+        return out
+
+    def _ensure(self, slot: _Slot, shape: tuple[int, ...], spec: TensorSpec) -> None:
+        if self.cuda_graph and slot.pinned is not None and math.prod(shape) > slot.pinned.array.size:
+            raise LeedError(f"{self.artifact.file}: tensor {spec.name!r} {shape} outgrows its CUDA-graph buffer")
+        slot.ensure(shape)
+
+
+def _resolve(spec: TensorSpec, dims: dict[str, int]) -> tuple[int, ...] | None:
+    """A tensor's shape with symbolic dimensions filled from the inputs; None if one is unknown."""
+    shape = [dims.get(d) if isinstance(d, str) else d for d in spec.shape]
+    return None if any(d is None for d in shape) else tuple(shape)  # type: ignore[misc]
