@@ -1,0 +1,267 @@
+"""MTCNN face detection (P-, R-, O-net graphs of an export folder) in numpy + OpenCV.
+
+A port of facenet-pytorch 2.6.0's `detect_face` for one image: an image pyramid through
+P-net, per-scale then global NMS, box regression, square boxes, R-net on 24x24 crops,
+O-net on 48x48 crops with five landmarks, then a "Min" NMS. Crops go through each net in
+batches. One deliberate difference: crops that leave the image are zero-padded, as in the
+original MTCNN, instead of clipped and stretched, so faces on the frame border keep their
+proportions and their landmarks (decoded relative to the whole box) stay right.
+
+Boxes are x1, y1, x2, y2 in pixels; landmarks are (5, 2) x, y in MTCNN order: left eye,
+right eye, nose, mouth left, mouth right ("left" = image left).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from leed_runtime.backends.base import Backend, open_backend
+from leed_runtime.errors import LeedError
+from leed_runtime.manifest import Manifest
+
+NETS = ("pnet", "rnet", "onet")
+DEFAULT_MAX_BATCH = 512  # as facenet-pytorch, for backends that state no limit
+
+
+@dataclass
+class Face:
+    """One detection: box (4,) x1, y1, x2, y2; score in [0, 1]; landmarks (5, 2) x, y."""
+
+    box: np.ndarray
+    score: float
+    landmarks: np.ndarray
+
+
+def to_rgb(image: np.ndarray) -> np.ndarray:
+    """uint8 (H,W), (H,W,1), (H,W,3) RGB or (H,W,4) RGBA -> (H,W,3) RGB uint8."""
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        raise LeedError(f"detect: image must be uint8 (0-255), got {image.dtype}")
+    if image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 1):
+        return cv2.cvtColor(image.reshape(image.shape[:2]), cv2.COLOR_GRAY2RGB)
+    if image.ndim == 3 and image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_RGBA2RGB)
+    if image.ndim == 3 and image.shape[2] == 3:
+        return image
+    raise LeedError(f"detect: image must be (H,W), (H,W,3) RGB or (H,W,4) RGBA, got shape {list(image.shape)}")
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, method: str = "union") -> np.ndarray:
+    """Greedy NMS, indices kept in decreasing score order.
+
+    "union": IoU with areas (x2 - x1) * (y2 - y1), as torchvision's nms; "min": overlap over
+    the smaller area with +1 pixel sizes, as facenet-pytorch's `nms_numpy(..., 'Min')`.
+    """
+    if len(boxes) == 0:
+        return np.zeros(0, dtype=np.int64)
+    one = 1.0 if method == "min" else 0.0
+    x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
+    area = (x2 - x1 + one) * (y2 - y1 + one)
+    order = np.argsort(-scores, kind="stable")
+    keep = []
+    while order.size:
+        i, rest = order[0], order[1:]
+        keep.append(i)
+        w = np.maximum(0.0, np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]) + one)
+        h = np.maximum(0.0, np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]) + one)
+        inter = w * h
+        denom = np.minimum(area[i], area[rest]) if method == "min" else area[i] + area[rest] - inter
+        overlap = np.divide(inter, denom, out=np.zeros_like(inter), where=denom > 0)
+        order = rest[overlap <= threshold]
+    return np.asarray(keep, dtype=np.int64)
+
+
+def square(boxes: np.ndarray) -> np.ndarray:
+    """facenet-pytorch's `rerec`: grow each box to a square about its centre."""
+    boxes = boxes.copy()
+    w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    side = np.maximum(w, h)
+    boxes[:, 0] += w * 0.5 - side * 0.5
+    boxes[:, 1] += h * 0.5 - side * 0.5
+    boxes[:, 2:4] = boxes[:, 0:2] + side[:, None]
+    return boxes
+
+
+def regress(boxes: np.ndarray, reg: np.ndarray) -> np.ndarray:
+    """facenet-pytorch's `bbreg`: shift the corners by reg times the +1-pixel box size."""
+    boxes = boxes.copy()
+    w = boxes[:, 2] - boxes[:, 0] + 1
+    h = boxes[:, 3] - boxes[:, 1] + 1
+    boxes[:, :4] += reg * np.stack([w, h, w, h], axis=1)
+    return boxes
+
+
+def normalise(images: np.ndarray) -> np.ndarray:
+    """(N,H,W,3) float RGB 0-255 -> MTCNN's NCHW input, (x - 127.5) / 128."""
+    return np.ascontiguousarray(((images - 127.5) * 0.0078125).transpose(0, 3, 1, 2), dtype=np.float32)
+
+
+class MTCNNDetector:
+    """Faces in RGB images through the `pnet`, `rnet`, `onet` graphs of an export folder.
+
+    `min_face` is the smallest face side searched (pixels), `thresholds` the three nets'
+    score thresholds and `factor` the pyramid's scale step, as in facenet-pytorch's MTCNN;
+    `backend_options` go to `open_backend` (e.g. the pipeline's CUDA stream).
+    Usable as a context manager; the graphs are activated on first use.
+    """
+
+    def __init__(
+        self,
+        folder: Path,
+        manifest: Manifest,
+        backend: str = "onnxruntime-cpu",
+        min_face: int = 40,
+        thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7),
+        factor: float = 0.709,
+        backend_options: dict[str, Any] | None = None,
+    ) -> None:
+        if min_face < 12:
+            raise LeedError(f"detector min_face must be at least 12 pixels (P-net's window), got {min_face}")
+        if not 0.0 < factor < 1.0:
+            raise LeedError(f"detector factor must be in (0, 1), got {factor}")
+        if len(thresholds) != 3 or not all(0.0 <= t <= 1.0 for t in thresholds):
+            raise LeedError(f"detector thresholds must be three numbers in [0, 1], got {thresholds}")
+        self.min_face = min_face
+        self.thresholds = tuple(float(t) for t in thresholds)
+        self.factor = factor
+        self.nets: dict[str, Backend] = {
+            name: open_backend(backend, Path(folder), manifest, name, **(backend_options or {})) for name in NETS
+        }
+        # Crops per R-/O-net call: an engine's profile maximum, else the backend's own limit.
+        self.max_batch = {
+            name: (net.artifact.engine.profile.get("max") if net.artifact.engine else None)
+            or getattr(net, "max_batch", DEFAULT_MAX_BATCH)
+            for name, net in self.nets.items()
+        }
+
+    def __enter__(self) -> MTCNNDetector:
+        self.activate()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def activate(self) -> None:
+        for net in self.nets.values():
+            net.activate()
+
+    def close(self) -> None:
+        for net in self.nets.values():
+            net.deactivate()
+
+    # -- pipeline ------------------------------------------------------------------------------
+    def detect(self, image: np.ndarray) -> list[Face]:
+        """Faces in a uint8 RGB (or grayscale, RGBA) image, highest score first; [] if none."""
+        self.activate()
+        img = to_rgb(image).astype(np.float32)
+        boxes = self._propose(img)
+        if len(boxes):
+            boxes = self._refine(img, boxes)
+        if len(boxes):
+            boxes, points = self._output(img, boxes)
+        if not len(boxes):
+            return []
+        order = np.argsort(-boxes[:, 4], kind="stable")
+        return [Face(box=boxes[i, :4].copy(), score=float(boxes[i, 4]), landmarks=points[i]) for i in order]
+
+    def scales(self, height: int, width: int) -> list[float]:
+        """The pyramid: P-net's 12-px window covers `min_face` first, then faces 1/factor larger."""
+        scale, side, out = 12.0 / self.min_face, min(height, width) * 12.0 / self.min_face, []
+        while side >= 12:
+            out.append(scale)
+            scale *= self.factor
+            side *= self.factor
+        return out
+
+    def _propose(self, img: np.ndarray) -> np.ndarray:
+        """Stage 1: P-net over the pyramid -> (N, 5) square candidate boxes x1, y1, x2, y2, score."""
+        h, w = img.shape[:2]
+        found = []
+        for scale in self.scales(h, w):
+            small = cv2.resize(img, (int(w * scale + 1), int(h * scale + 1)), interpolation=cv2.INTER_AREA)
+            out = self.nets["pnet"].infer({"image": normalise(small[None])})
+            prob, reg = out["prob"][0, 1], out["reg"][0]
+            ys, xs = np.nonzero(prob >= self.thresholds[0])
+            if not len(ys):
+                continue
+            cell = np.stack([xs, ys], axis=1).astype(np.float32)
+            q1, q2 = np.floor((2 * cell + 1) / scale), np.floor((2 * cell + 12) / scale)
+            cand = np.concatenate([q1, q2, prob[ys, xs, None], reg[:, ys, xs].T], axis=1)
+            found.append(cand[nms(cand[:, :4], cand[:, 4], 0.5)])
+        if not found:
+            return np.zeros((0, 5), dtype=np.float32)
+        boxes = np.concatenate(found)
+        boxes = boxes[nms(boxes[:, :4], boxes[:, 4], 0.7)]
+        size = np.stack([boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]] * 2, axis=1)
+        return square(np.concatenate([boxes[:, :4] + boxes[:, 5:9] * size, boxes[:, 4:5]], axis=1))
+
+    def _refine(self, img: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """Stage 2: R-net rescoring, NMS and regression of the candidates."""
+        boxes, crops = self._crops(img, boxes, 24)
+        if not len(boxes):
+            return boxes
+        out = self._run("rnet", crops)
+        score = out["prob"][:, 1]
+        keep = score > self.thresholds[1]
+        boxes = np.concatenate([boxes[keep, :4], score[keep, None]], axis=1)
+        reg = out["reg"][keep]
+        pick = nms(boxes[:, :4], boxes[:, 4], 0.7)
+        return square(regress(boxes[pick], reg[pick]))
+
+    def _output(self, img: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Stage 3: O-net scores, final boxes and (N, 5, 2) landmarks."""
+        boxes, crops = self._crops(img, boxes, 48)
+        if not len(boxes):
+            return boxes, np.zeros((0, 5, 2))
+        out = self._run("onet", crops)
+        score = out["prob"][:, 1]
+        keep = score > self.thresholds[2]
+        boxes = np.concatenate([boxes[keep, :4], score[keep, None]], axis=1)
+        marks = out["landmarks"][keep]
+        w = boxes[:, 2] - boxes[:, 0] + 1
+        h = boxes[:, 3] - boxes[:, 1] + 1
+        points = np.stack(
+            [w[:, None] * marks[:, :5] + boxes[:, 0:1] - 1, h[:, None] * marks[:, 5:] + boxes[:, 1:2] - 1], axis=2
+        )
+        boxes = regress(boxes, out["reg"][keep])
+        pick = nms(boxes[:, :4], boxes[:, 4], 0.7, method="min")
+        return boxes[pick], points[pick].astype(np.float64)
+
+    def _crops(self, img: np.ndarray, boxes: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """Zero-padded crops of the (truncated, 1-based inclusive) boxes, resized to `size`.
+
+        Boxes with no pixel inside the image are dropped; returns the boxes kept and the
+        normalised NCHW batch.
+        """
+        h, w = img.shape[:2]
+        ib = np.trunc(boxes[:, :4]).astype(np.int64)
+        inside = (
+            (ib[:, 2] >= ib[:, 0])
+            & (ib[:, 3] >= ib[:, 1])
+            & (ib[:, 2] >= 1)
+            & (ib[:, 3] >= 1)
+            & (ib[:, 0] <= w)
+            & (ib[:, 1] <= h)
+        )
+        boxes, ib = boxes[inside], ib[inside]
+        crops = np.zeros((len(ib), size, size, 3), dtype=np.float32)
+        for k, (x1, y1, x2, y2) in enumerate(ib):
+            tile = np.zeros((y2 - y1 + 1, x2 - x1 + 1, 3), dtype=np.float32)
+            sx1, sy1, sx2, sy2 = max(x1, 1), max(y1, 1), min(x2, w), min(y2, h)
+            tile[sy1 - y1 : sy2 - y1 + 1, sx1 - x1 : sx2 - x1 + 1] = img[sy1 - 1 : sy2, sx1 - 1 : sx2]
+            crops[k] = cv2.resize(tile, (size, size), interpolation=cv2.INTER_AREA)
+        return boxes, normalise(crops)
+
+    def _run(self, name: str, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """One net over a batch of crops, in chunks the backend accepts; outputs copied."""
+        step = self.max_batch[name]
+        parts = [
+            {k: np.array(v) for k, v in self.nets[name].infer({"image": batch[i : i + step]}).items()}
+            for i in range(0, len(batch), step)
+        ]
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
