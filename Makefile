@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-EXTRAS ?= train,runtime,dev
+EXTRAS ?= train,runtime,tensorrt-rtx,dev
 DEMO ?= demo
 
 .PHONY: install demo demo-train test test-fast lint format ci clean

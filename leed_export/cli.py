@@ -3,15 +3,18 @@ exports, so it lives in the package that imports both)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
-from leed_runtime.errors import handle_errors, not_available_yet
+from leed_runtime.errors import LeedError, handle_errors, not_available_yet
 
 EXPORT_EXAMPLE = """
 \b
 Examples:
   leed-export runs/small --out exports/small
   leed-export runs/small --out exports/small-fp16 --fp16 --engine tensorrt-rtx --batch 1:8:32
+  leed-export --check exports/small
 """
 
 EVAL_EXAMPLE = """
@@ -23,16 +26,33 @@ Examples:
 
 
 @click.command(epilog=EXPORT_EXAMPLE, context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("run_dir")
-@click.option("--out", default=None, help="Export folder.")
-@click.option("--fp16", is_flag=True, help="FP16 graphs with normalisation and output layers kept FP32.")
+@click.argument("run_dir", required=False)
+@click.option("--out", default="", help="Export folder (written whole at the end, or not at all).")
+@click.option("--fp16", is_flag=True, help="Also FP16 graphs, normalisation and output layers kept FP32.")
 @click.option("--engine", type=click.Choice(["none", "tensorrt", "tensorrt-rtx"]), default="none", show_default=True)
 @click.option("--batch", default="1:8:32", show_default=True, help="min:opt:max batch of the engine profile.")
-@click.option("--opset", type=int, default=None)
+@click.option("--opset", type=int, default=None, help="ONNX opset (default: the exporter's).")
+@click.option("--data", default="", help="Dataset folder, if the run's data_dir has moved (parity uses real crops).")
+@click.option("--samples", type=int, default=8, show_default=True, help="Real crops per parity check.")
+@click.option("--force", is_flag=True, help="Replace a non-empty --out.")
+@click.option("--check", "check_dir", default=None, metavar="EXPORT_DIR", help="Re-verify an export folder and exit.")
 @handle_errors
-def main(**opts: object) -> None:
+def main(run_dir: str | None, check_dir: str | None, **opts: object) -> None:
     """Export a trained run to ONNX (and FP16, TensorRT), checked against PyTorch."""
-    not_available_yet("leed-export", "export")
+    if check_dir is not None:
+        if run_dir is not None:
+            raise LeedError(
+                f"--check {check_dir} takes no RUN_DIR ({run_dir}); run the check and the export separately"
+            )
+        from leed_export.export import check_export
+
+        check_export(Path(check_dir))
+        return
+    if run_dir is None:
+        raise LeedError("RUN_DIR is missing: leed-export RUN_DIR --out EXPORT_DIR (or leed-export --check EXPORT_DIR)")
+    from leed_export.export import ExportConfig, run_export
+
+    run_export(ExportConfig(run_dir=run_dir, **opts))  # type: ignore[arg-type]
 
 
 @click.command(epilog=EVAL_EXAMPLE, context_settings={"help_option_names": ["-h", "--help"]})

@@ -28,11 +28,7 @@ def test_help_shows_an_example(script: str) -> None:
 
 @pytest.mark.parametrize(
     ("script", "args"),
-    [
-        ("leed-export", ["runs/x"]),
-        ("leed-run", ["--video", "in.mp4", "--ref", "smile.jpg"]),
-        ("leed-eval", ["runs/x", "data"]),
-    ],
+    [("leed-eval", ["runs/x", "data"])],
 )
 def test_later_commands_say_not_available_and_exit_2(script: str, args: list[str]) -> None:
     proc = _run(script, *args)
@@ -59,3 +55,17 @@ def test_dry_run_prints_the_resolved_config(tmp_path: Path) -> None:
     cfg = json.loads(proc.stdout)
     assert cfg["net"]["preset"] == "small" and cfg["use_q"] is False and cfg["lambda_s"] == 1000.0
     assert not (tmp_path / "run").exists()  # a dry run writes nothing
+
+
+@pytest.mark.parametrize(
+    ("script", "args", "needle"),
+    [
+        ("leed-export", ["missing-run"], "missing-run"),
+        ("leed-run", ["--video", "missing.mp4", "--ref", "missing.jpg"], "missing.jpg"),
+        ("leed-run", ["--ref", "x.jpg"], "--video"),
+    ],
+)
+def test_bad_arguments_name_the_file_or_flag(script: str, args: list[str], needle: str) -> None:
+    proc = _run(script, *args)
+    assert proc.returncode == 2 and needle in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr

@@ -1,0 +1,167 @@
+"""The exported graphs: one nn.Module per graph with fixed input/output names.
+
+Five per-module graphs (one network each) and two fused ones a C++ host loads without Python
+glue: `reference` (reference crop -> expression code dexp, neutralizer inside) and `edit`
+(face crop, dexp, per-sample alpha -> edited crop). Names are the contract with the runtime:
+
+    neutralizer  image -> neutral            encoder      image -> code
+    extractor    code, neutral_code -> dexp  interpolator neutral_code, dexp -> code
+    decoder      code -> image               reference    reference -> dexp
+    edit         face, dexp, alpha -> edited (alpha: (batch,) float32)
+
+Images are RGB, NCHW, float32 in [-1, 1]; codes are C x 8 x 8. Axis 0 is the dynamic batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from leed_train.trained import TrainedRun
+
+GRAPHS = ("neutralizer", "encoder", "extractor", "interpolator", "decoder", "reference", "edit")
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    """Input and output names of one graph and the kind of each tensor ("image", "code", "alpha")."""
+
+    name: str
+    inputs: tuple[tuple[str, str], ...]
+    outputs: tuple[tuple[str, str], ...]
+
+
+SPECS = {
+    "neutralizer": GraphSpec("neutralizer", (("image", "image"),), (("neutral", "image"),)),
+    "encoder": GraphSpec("encoder", (("image", "image"),), (("code", "code"),)),
+    "extractor": GraphSpec("extractor", (("code", "code"), ("neutral_code", "code")), (("dexp", "code"),)),
+    "interpolator": GraphSpec("interpolator", (("neutral_code", "code"), ("dexp", "code")), (("code", "code"),)),
+    "decoder": GraphSpec("decoder", (("code", "code"),), (("image", "image"),)),
+    "reference": GraphSpec("reference", (("reference", "image"),), (("dexp", "code"),)),
+    "edit": GraphSpec("edit", (("face", "image"), ("dexp", "code"), ("alpha", "alpha")), (("edited", "image"),)),
+}
+
+
+def tensor_shape(kind: str, image_size: int, code_channels: int) -> list[int | str]:
+    """The shape of a tensor kind with the symbolic batch axis first."""
+    if kind == "image":
+        return ["batch", 3, image_size, image_size]
+    if kind == "code":
+        return ["batch", code_channels, image_size // 16, image_size // 16]
+    return ["batch"]
+
+
+class Neutralizer(nn.Module):
+    """image -> neutral: StarGAN's G with its target fixed to "neutral"."""
+
+    def __init__(self, G: nn.Module) -> None:
+        super().__init__()
+        self.G = G
+
+    def forward(self, image: Tensor) -> Tensor:
+        return self.G(image)
+
+
+class Encoder(nn.Module):
+    """image -> code: E."""
+
+    def __init__(self, E: nn.Module) -> None:
+        super().__init__()
+        self.E = E
+
+    def forward(self, image: Tensor) -> Tensor:
+        return self.E(image)
+
+
+class Extractor(nn.Module):
+    """code, neutral_code -> dexp: X."""
+
+    def __init__(self, X: nn.Module) -> None:
+        super().__init__()
+        self.X = X
+
+    def forward(self, code: Tensor, neutral_code: Tensor) -> Tensor:
+        return self.X(code, neutral_code)
+
+
+class Interpolator(nn.Module):
+    """neutral_code, dexp -> code: I (dexp already scaled by alpha)."""
+
+    def __init__(self, I: nn.Module) -> None:
+        super().__init__()
+        self.I = I
+
+    def forward(self, neutral_code: Tensor, dexp: Tensor) -> Tensor:
+        return self.I(neutral_code, dexp)
+
+
+class Decoder(nn.Module):
+    """code -> image: D."""
+
+    def __init__(self, D: nn.Module) -> None:
+        super().__init__()
+        self.D = D
+
+    def forward(self, code: Tensor) -> Tensor:
+        return self.D(code)
+
+
+class Reference(nn.Module):
+    """reference -> dexp = X(E(R), E(G(R))): the neutralizer runs inside."""
+
+    def __init__(self, G: nn.Module, E: nn.Module, X: nn.Module) -> None:
+        super().__init__()
+        self.G, self.E, self.X = G, E, X
+
+    def forward(self, reference: Tensor) -> Tensor:
+        return self.X(self.E(reference), self.E(self.G(reference)))
+
+
+class Edit(nn.Module):
+    """face, dexp, alpha -> D(I(E(G(face)), alpha * dexp)), alpha one scalar per sample."""
+
+    def __init__(self, G: nn.Module, E: nn.Module, I: nn.Module, D: nn.Module) -> None:
+        super().__init__()
+        self.G, self.E, self.I, self.D = G, E, I, D
+
+    def forward(self, face: Tensor, dexp: Tensor, alpha: Tensor) -> Tensor:
+        return self.D(self.I(self.E(self.G(face)), alpha[:, None, None, None] * dexp))
+
+
+def build_graphs(run: TrainedRun) -> dict[str, nn.Module]:
+    """Every graph of GRAPHS as an eval-mode module sharing the run's weights."""
+    G = run.neutralizer()
+    E, D, X, I = (run.nets[k] for k in ("E", "D", "X", "I"))
+    modules: dict[str, nn.Module] = {
+        "neutralizer": Neutralizer(G),
+        "encoder": Encoder(E),
+        "extractor": Extractor(X),
+        "interpolator": Interpolator(I),
+        "decoder": Decoder(D),
+        "reference": Reference(G, E, X),
+        "edit": Edit(G, E, I, D),
+    }
+    return {name: m.eval() for name, m in modules.items()}
+
+
+@torch.no_grad()
+def real_feeds(run: TrainedRun, faces: Tensor, references: Tensor, alpha: Tensor) -> dict[str, dict[str, Tensor]]:
+    """Inputs of every graph computed from real crops (faces and references, same batch), so
+    each graph is checked on the values it sees in use, not on noise."""
+    G = run.neutralizer()
+    E, X = run.nets["E"], run.nets["X"]
+    ref_code, ref_neutral_code = E(references), E(G(references))
+    dexp = X(ref_code, ref_neutral_code)
+    face_neutral_code = E(G(faces))
+    edited_code = run.nets["I"](face_neutral_code, alpha[:, None, None, None] * dexp)
+    return {
+        "neutralizer": {"image": faces},
+        "encoder": {"image": faces},
+        "extractor": {"code": ref_code, "neutral_code": ref_neutral_code},
+        "interpolator": {"neutral_code": face_neutral_code, "dexp": alpha[:, None, None, None] * dexp},
+        "decoder": {"code": edited_code},
+        "reference": {"reference": references},
+        "edit": {"face": faces, "dexp": dexp, "alpha": alpha},
+    }

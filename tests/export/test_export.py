@@ -1,0 +1,197 @@
+"""leed-export end to end on a tiny run: ONNX FP32 + FP16 (+ TensorRT-RTX plans when the
+bindings are installed), parity gates, manifest, metadata, dynamic batch, --check, errors."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from click.testing import CliRunner
+
+import leed_export.export as export_module
+from leed_export.cli import main
+from leed_export.graphs import GRAPHS, SPECS
+from leed_export.parity import FP16, FP32, Tolerance
+from leed_runtime.backends.base import open_backend
+from leed_runtime.face.align import template
+from leed_runtime.manifest import read_manifest, sha256_file
+
+HAS_RTX = importlib.util.find_spec("tensorrt_rtx_bindings") is not None
+HAS_TRT = importlib.util.find_spec("tensorrt") is not None
+
+
+def _invoke(args: list[str]):  # noqa: ANN202 (click's Result)
+    return CliRunner().invoke(main, args, catch_exceptions=False)
+
+
+def _error_line(result) -> str:  # noqa: ANN001
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("exports") / "tiny"
+    args = [str(tiny_run), "--out", str(out), "--fp16"]
+    if HAS_RTX:
+        args += ["--engine", "tensorrt-rtx", "--batch", "1:4:8"]
+    result = _invoke(args)
+    assert result.exit_code == 0, result.output
+    assert f"next: leed-run --model {out}" in result.output
+    return out
+
+
+def test_manifest_lists_every_artifact_with_hashes_and_specs(exported: Path, tiny_run: Path) -> None:
+    manifest = read_manifest(exported)
+    for name in GRAPHS:
+        for key, precision in ((name, "fp32"), (f"{name}.fp16", "fp16")):
+            art = manifest.artifacts[key]
+            assert art.file == f"{key}.onnx" and art.format == "onnx" and art.precision == precision
+            assert art.sha256 == sha256_file(exported / art.file) and art.bytes == (exported / art.file).stat().st_size
+            assert [t.name for t in art.inputs] == [n for n, _ in SPECS[name].inputs]
+            assert [t.name for t in art.outputs] == [n for n, _ in SPECS[name].outputs]
+            assert all(t.shape[0] == "batch" and t.dtype == "float32" for t in art.inputs + art.outputs)
+            assert art.opset and art.opset >= 18
+    assert manifest.artifacts["edit"].inputs[2].shape == ["batch"]  # alpha
+    assert manifest.artifacts["edit.fp16"].source == "edit"
+    assert {"pnet", "rnet", "onet"} <= set(manifest.artifacts)
+    assert manifest.preset == "tiny"
+    assert manifest.source["checkpoint"].startswith("checkpoints/leed-")
+    assert manifest.image["size"] == 128 and manifest.image["range"] == [-1.0, 1.0]
+    assert manifest.image["layout"] == "NCHW" and manifest.image["color"] == "RGB"
+    np.testing.assert_allclose(manifest.image["template"], template(128))
+    assert manifest.code == {"channels": 64, "size": 8}
+    config = json.loads((exported / "export_config.json").read_text())
+    assert config["run_dir"] == str(tiny_run) and config["fp16"] is True
+    assert not list(exported.parent.glob(".tmp-*"))
+
+
+def test_parity_is_recorded_and_under_tolerance(exported: Path) -> None:
+    manifest = read_manifest(exported)
+    for name in GRAPHS:
+        for key, tol in ((name, FP32), (f"{name}.fp16", FP16)):
+            parity = manifest.artifacts[key].parity
+            assert parity["tolerance_max_abs"] == tol.max_abs
+            assert 0 <= parity["max_abs"] <= tol.max_abs and 0 <= parity["median_abs"] <= tol.median_abs
+            assert parity["nonfinite"] == 0
+    chain = manifest.source["chain_parity"]
+    assert chain["fp32"]["max_abs"] <= FP32.max_abs and chain["fp16"]["max_abs"] <= FP16.max_abs
+    assert manifest.artifacts["edit"].parity["max_abs"] < manifest.artifacts["edit.fp16"].parity["max_abs"]
+
+
+def test_graphs_carry_metadata_and_weights_inside(exported: Path) -> None:
+    for name, precision in (("edit", "fp32"), ("reference.fp16", "fp16"), ("encoder", "fp32")):
+        model = onnx.load(str(exported / f"{name}.onnx"))
+        onnx.checker.check_model(model)
+        meta = {p.key: p.value for p in model.metadata_props}
+        assert meta["graph"] == name.removesuffix(".fp16") and meta["precision"] == precision
+        assert meta["color"] == "RGB" and meta["layout"] == "NCHW" and meta["range"] == "[-1.0, 1.0]"
+        assert meta["preset"] == "tiny" and meta["leed_version"] and meta["source_checkpoint"]
+        np.testing.assert_allclose(json.loads(meta["template"]), template(128), atol=1e-4)
+    assert not list(exported.rglob("*.data"))  # single-file graphs
+
+
+def test_fp16_graphs_keep_norms_and_io_fp32(exported: Path) -> None:
+    model = onnx.load(str(exported / "edit.fp16.onnx"))
+    types = {vi.name: vi.type.tensor_type.elem_type for vi in [*model.graph.input, *model.graph.output]}
+    assert set(types.values()) == {onnx.TensorProto.FLOAT}
+    inits = {i.name: i.data_type for i in model.graph.initializer}
+    norms = [n for n in model.graph.node if n.op_type == "InstanceNormalization"]
+    assert norms and all(inits.get(n.input[1], onnx.TensorProto.FLOAT) == onnx.TensorProto.FLOAT for n in norms)
+    assert onnx.TensorProto.FLOAT16 in inits.values()
+
+
+@pytest.mark.parametrize("name", ["edit", "edit.fp16", "reference", "decoder"])
+def test_dynamic_batch(exported: Path, name: str) -> None:
+    manifest = read_manifest(exported)
+    art = manifest.artifacts[name]
+    rng = np.random.default_rng(0)
+    with open_backend("onnxruntime-cpu", exported, manifest, name) as backend:
+        for batch in (1, 3):
+            feeds = {t.name: rng.uniform(-1, 1, (batch, *t.shape[1:])).astype("float32") for t in art.inputs}
+            (out,) = backend.infer(feeds).values()
+            assert out.shape == (batch, *art.outputs[0].shape[1:]) and np.isfinite(out).all()
+
+
+@pytest.mark.skipif(not HAS_RTX, reason="tensorrt_rtx_bindings not installed (pip install 'leed[tensorrt-rtx]')")
+def test_tensorrt_rtx_plans_for_every_graph(exported: Path) -> None:
+    manifest = read_manifest(exported)
+    for name in GRAPHS:
+        for key, source, precision in ((f"{name}.rtx", name, "fp32"), (f"{name}.fp16.rtx", f"{name}.fp16", "fp16")):
+            art = manifest.artifacts[key]
+            assert art.file == f"engines/tensorrt-rtx/{source}.plan" and art.format == "plan"
+            assert art.precision == precision and art.source == source
+            assert (exported / art.file).stat().st_size > 0
+            assert art.engine.library == "tensorrt_rtx" and art.engine.version
+            assert art.engine.profile == {"min": 1, "opt": 4, "max": 8}
+            assert art.engine.gpu is None and art.engine.compute_capability is None  # no GPU in CI
+
+
+def test_check_passes_then_fails_on_a_tampered_file(exported: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(exported, copy)
+    ok = _invoke(["--check", str(copy)])
+    assert ok.exit_code == 0, ok.output
+    path = copy / "decoder.onnx"
+    data = bytearray(path.read_bytes())
+    data[-10] ^= 0xFF
+    path.write_bytes(bytes(data))
+    bad = _invoke(["--check", str(copy)])
+    assert bad.exit_code == 2
+    assert "decoder.onnx: sha256 differs" in _error_line(bad)
+
+
+@pytest.mark.parametrize(
+    ("extra", "expect"),
+    [
+        (["--batch", "8:1:32", "--engine", "tensorrt-rtx"], "--batch 8:1:32"),
+        (["--batch", "1-8-32", "--engine", "tensorrt-rtx"], "is not min:opt:max"),
+        (["--batch", "1:2:4"], "only applies to engines"),
+        (["--opset", "9"], "--opset 9 is unsupported"),
+        (["--samples", "1"], "--samples 1"),
+        (["--data", "/nonexistent/data"], "--data /nonexistent/data"),
+    ],
+)
+def test_bad_options_give_one_line(tiny_run: Path, tmp_path: Path, extra: list[str], expect: str) -> None:
+    if "tensorrt-rtx" in extra and not HAS_RTX:
+        pytest.skip("tensorrt_rtx_bindings not installed: the library error comes first")
+    result = _invoke([str(tiny_run), "--out", str(tmp_path / "out"), *extra])
+    assert result.exit_code == 2
+    assert expect in _error_line(result)
+    assert not (tmp_path / "out").exists()
+
+
+def test_out_not_empty_needs_force_and_run_dir_must_be_a_run(tiny_run: Path, tmp_path: Path) -> None:
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "keep.txt").write_text("x")
+    result = _invoke([str(tiny_run), "--out", str(tmp_path / "full")])
+    assert result.exit_code == 2 and "--force" in _error_line(result)
+    assert (tmp_path / "full" / "keep.txt").exists()
+    result = _invoke([str(tmp_path), "--out", str(tmp_path / "x")])
+    assert result.exit_code == 2 and "not a training run" in _error_line(result)
+    result = _invoke([str(tiny_run), "--check", str(tmp_path)])
+    assert result.exit_code == 2 and "takes no RUN_DIR" in _error_line(result)
+
+
+@pytest.mark.skipif(HAS_TRT, reason="tensorrt is installed here")
+def test_engine_without_library_names_the_extra(tiny_run: Path, tmp_path: Path) -> None:
+    result = _invoke([str(tiny_run), "--out", str(tmp_path / "out"), "--engine", "tensorrt"])
+    assert result.exit_code == 2 and "pip install 'leed[tensorrt]'" in _error_line(result)
+
+
+def test_failed_parity_leaves_no_output(tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(export_module, "FP32", Tolerance(max_abs=1e-12, median_abs=1e-12))
+    out = tmp_path / "out"
+    result = _invoke([str(tiny_run), "--out", str(out), "--samples", "2"])
+    assert result.exit_code == 2
+    line = _error_line(result)
+    assert "neutralizer.onnx: parity FAILED" in line and "max abs" in line
+    assert "FAILED | neutralizer.onnx" in result.output
+    assert not out.exists() and not list(tmp_path.glob(".tmp-*"))
