@@ -1,5 +1,4 @@
-"""Command lines of leed_export: `leed-export` and `leed-eval` (it reads both checkpoints and
-exports, so it lives in the package that imports both)."""
+"""Command line of `leed-export` (`leed-eval` is in evaluate_cli.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from leed_runtime.errors import LeedError, handle_errors, not_available_yet
+from leed_runtime.errors import LeedError, handle_errors
 
 EXPORT_EXAMPLE = """
 \b
@@ -15,13 +14,6 @@ Examples:
   leed-export runs/small --out exports/small
   leed-export runs/small --out exports/small-fp16 --fp16 --engine tensorrt-rtx --batch 1:8:32
   leed-export --check exports/small
-"""
-
-EVAL_EXAMPLE = """
-\b
-Examples:
-  leed-eval runs/small data/synth --out reports/small
-  leed-eval exports/small data/synth --out reports/small-onnx
 """
 
 
@@ -53,13 +45,3 @@ def main(run_dir: str | None, check_dir: str | None, **opts: object) -> None:
     from leed_export.export import ExportConfig, run_export
 
     run_export(ExportConfig(run_dir=run_dir, **opts))  # type: ignore[arg-type]
-
-
-@click.command(epilog=EVAL_EXAMPLE, context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("model_dir")
-@click.argument("data_dir")
-@click.option("--out", default=None, help="Report folder (metrics.json, figures, report.md).")
-@handle_errors
-def eval_main(**opts: object) -> None:
-    """Measure SSIM/PSNR, expression accuracy, FD-expr and identity preservation."""
-    not_available_yet("leed-eval", "evaluation")

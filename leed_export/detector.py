@@ -172,18 +172,21 @@ def _export_one(module: nn.Module, name: str, path: Path, opset: int) -> None:
     dims = {0: batch}
     if name == "pnet":
         dims |= {2: torch.export.Dim("height", min=12, max=8192), 3: torch.export.Dim("width", min=12, max=8192)}
-    program = torch.onnx.export(
-        module,
-        (x,),
-        dynamo=True,
-        opset_version=opset,
-        input_names=["image"],
-        output_names=list(OUTPUTS[name]),
-        dynamic_shapes={"image": dims},
-        external_data=False,
-        optimize=True,
-        verbose=False,
-    )
+    from leed_export.onnx_export import quiet_exporter
+
+    with quiet_exporter():
+        program = torch.onnx.export(
+            module,
+            (x,),
+            dynamo=True,
+            opset_version=opset,
+            input_names=["image"],
+            output_names=list(OUTPUTS[name]),
+            dynamic_shapes={"image": dims},
+            external_data=False,
+            optimize=True,
+            verbose=False,
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     program.save(str(path), external_data=False)
     onnx.checker.check_model(onnx.load(str(path)), full_check=True)

@@ -13,6 +13,7 @@ import contextlib
 import io
 import logging
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import onnx
@@ -37,13 +38,8 @@ def export_graph(
     batch = torch.export.Dim("batch", min=1, max=4096)
     names = [name for name, _ in spec.inputs]
     kwargs = {"opset_version": opset} if opset is not None else {}
-    # The exporter prints progress and torchvision warnings: keep the export's output to one line.
-    quiet = logging.getLogger("torch.onnx")
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)
     try:
-        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with quiet_exporter():
             program = torch.onnx.export(
                 module,
                 tuple(feeds[n] for n in names),
@@ -57,9 +53,24 @@ def export_graph(
             )
     except Exception as exc:  # the exporter raises many types; the run dir is the thing to fix
         raise LeedError(f"{spec.name}: torch.onnx.export failed ({type(exc).__name__}: {one_line(exc)})") from None
-    finally:
-        quiet.setLevel(level)
     return program.model_proto
+
+
+@contextlib.contextmanager
+def quiet_exporter() -> Iterator[None]:
+    """torch.onnx's exporter prints progress, torchvision-missing warnings and deprecation
+    notes; keep each export's output to our one line."""
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.onnx._internal.exporter._registration")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
 
 
 def simplify(model: onnx.ModelProto) -> tuple[onnx.ModelProto, str]:

@@ -19,10 +19,6 @@ class LeedError(Exception):
     and the fix. Shown as one line, never as a traceback."""
 
 
-class NotAvailableYet(LeedError):
-    """A command whose body lands in a later issue."""
-
-
 def one_line(message: str) -> str:
     return " ".join(str(message).split())
 
@@ -42,7 +38,3 @@ def handle_errors(func: F) -> F:
             sys.exit(130)
 
     return wrapper  # type: ignore[return-value]
-
-
-def not_available_yet(command: str, issue: str) -> None:
-    raise NotAvailableYet(f"{command} is not available yet (lands with the {issue} issue)")

@@ -36,3 +36,49 @@ def synth_psi_faces(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("synth-psi") / "faces"
     render_faces(out, identities=3, seed=1, size=128, angles=("090",), first_id=101, workers=1)
     return out
+
+
+TINY = ["--preset", "tiny", "--device", "cpu", "--workers", "0", "--perceptual", "l1"]
+
+
+def train_cli(args: list[str]) -> None:
+    """Run `leed-train ARGS` in-process and fail the test with its output on error."""
+    from click.testing import CliRunner
+
+    from leed_train.cli import train_main
+
+    result = CliRunner().invoke(train_main, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+
+
+@pytest.fixture(scope="session")
+def tiny_run(synth_faces: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny trained run: neutralizer + a few LEED steps on `synth_faces`."""
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    train_cli([str(synth_faces), "--out", str(out), "--stage", "neutralizer", "--gan-iters", "4", *TINY])
+    train_cli(
+        [
+            str(synth_faces),
+            "--out",
+            str(out),
+            "--stage",
+            "leed",
+            "--max-steps",
+            "4",
+            "--no-q",
+            "--batch-size",
+            "4",
+            *TINY,
+        ]
+    )
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An FP32 ONNX export (with the detector) of `tiny_run`."""
+    from leed_export.export import ExportConfig, run_export
+
+    out = tmp_path_factory.mktemp("exports") / "tiny-fp32"
+    run_export(ExportConfig(run_dir=str(tiny_run), out=str(out), samples=4))
+    return out

@@ -26,18 +26,6 @@ def test_help_shows_an_example(script: str) -> None:
     assert "Example" in proc.stdout and script in proc.stdout
 
 
-@pytest.mark.parametrize(
-    ("script", "args"),
-    [("leed-eval", ["runs/x", "data"])],
-)
-def test_later_commands_say_not_available_and_exit_2(script: str, args: list[str]) -> None:
-    proc = _run(script, *args)
-    assert proc.returncode == 2
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "not available yet" in lines[0]
-    assert "Traceback" not in proc.stderr
-
-
 def test_user_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
     proc = _run("leed-train", str(tmp_path / "missing"), "--check")
     assert proc.returncode == 2

@@ -1,0 +1,129 @@
+"""Measures of `leed-eval`: SSIM/PSNR (scikit-image), the Frechet distance, a small ResNet-18
+classifier (expression accuracy of Table 2, identity probe) and verification accuracy."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import linalg
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+from tqdm import tqdm
+
+from leed_train.features import ResNet18
+
+PSNR_CAP = 100.0  # dB reported for identical images (scikit-image returns inf; JSON has no inf)
+
+
+def _hwc(image: np.ndarray | torch.Tensor) -> tuple[np.ndarray, float]:
+    """One image as float64 HxWx3 and its data range: 255 for uint8, 2 for [-1, 1] floats (CHW or HWC)."""
+    if isinstance(image, torch.Tensor):
+        image = image.detach().cpu().numpy()
+    data_range = 255.0 if image.dtype == np.uint8 else 2.0
+    if image.ndim == 3 and image.shape[0] == 3 and image.shape[-1] != 3:
+        image = image.transpose(1, 2, 0)
+    return image.astype(np.float64), data_range
+
+
+def ssim(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor) -> float:
+    """SSIM of two RGB images of the same kind (uint8, or floats in [-1, 1]), as the paper: on the crops."""
+    (x, rng), (y, _) = _hwc(a), _hwc(b)
+    return float(structural_similarity(x, y, channel_axis=-1, data_range=rng))
+
+
+def psnr(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor) -> float:
+    """PSNR in dB, capped at PSNR_CAP for identical images."""
+    (x, rng), (y, _) = _hwc(a), _hwc(b)
+    if np.array_equal(x, y):
+        return PSNR_CAP
+    return float(min(peak_signal_noise_ratio(x, y, data_range=rng), PSNR_CAP))
+
+
+def frechet_distance(feats_a: np.ndarray, feats_b: np.ndarray) -> float:
+    """||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2)) of two (N, D) feature sets (FID's formula)."""
+    a, b = np.asarray(feats_a, np.float64), np.asarray(feats_b, np.float64)
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = np.atleast_2d(np.cov(a, rowvar=False)), np.atleast_2d(np.cov(b, rowvar=False))
+    root = linalg.sqrtm(cov_a @ cov_b)
+    if not np.isfinite(root).all():  # singular product: regularise as pytorch-fid does
+        eps = np.eye(len(cov_a)) * 1e-6
+        root = linalg.sqrtm((cov_a + eps) @ (cov_b + eps))
+    value = ((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * np.trace(np.real(root))
+    return float(max(value, 0.0))
+
+
+def verification_accuracy(probe: np.ndarray, same: np.ndarray, other: np.ndarray) -> float:
+    """Fraction of rows i where cos(probe_i, same_i) > cos(probe_i, other_i): is the image closer
+    to a real image of its own subject than to one of another subject?"""
+
+    def unit(x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, np.float64)
+        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+    p, s, o = unit(probe), unit(same), unit(other)
+    return float(((p * s).sum(1) > (p * o).sum(1)).mean())
+
+
+def downsample(images: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 NHWC crops or float NCHW [-1, 1] images -> float NCHW [-1, 1] at `size` (antialiased)."""
+    if isinstance(images, np.ndarray):
+        images = torch.from_numpy(np.array(images, np.uint8, copy=True)).permute(0, 3, 1, 2).float() / 127.5 - 1
+    images = images.float()
+    if images.shape[-1] != size:
+        images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return images.clamp(-1, 1)
+
+
+def train_classifier(
+    images: torch.Tensor,
+    labels: np.ndarray,
+    num_classes: int,
+    width: int = 16,
+    epochs: int = 6,
+    batch_size: int = 64,
+    lr: float = 2e-3,
+    seed: int = 0,
+    desc: str = "classifier",
+) -> ResNet18:
+    """A ResNet-18 (stem width `width`) trained with Adam, a cosine schedule and random flips on
+    `images` (N,3,S,S in [-1,1]); returned in eval mode."""
+    torch.manual_seed(seed)
+    model = ResNet18(num_classes, width=width)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    y = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+    rng = np.random.default_rng(seed)
+    per_epoch = -(-len(images) // batch_size)
+    steps, step = epochs * per_epoch, 0
+    model.train()
+    with tqdm(total=steps, desc=desc, unit="step", leave=False) as bar:
+        for _ in range(epochs):
+            order = rng.permutation(len(images))
+            for start in range(0, len(order), batch_size):
+                idx = torch.from_numpy(order[start : start + batch_size])
+                flip = torch.from_numpy(rng.random(len(idx)) < 0.5).view(-1, 1, 1, 1)
+                x = torch.where(flip, images[idx].flip(3), images[idx])
+                for group in opt.param_groups:
+                    group["lr"] = lr * 0.5 * (1 + np.cos(np.pi * step / steps))
+                loss = F.cross_entropy(model(x), y[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                step += 1
+                bar.update()
+    return model.eval()
+
+
+@torch.no_grad()
+def predict(model: ResNet18, images: torch.Tensor, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """(predicted classes (N,), penultimate features (N, F)) of `images`."""
+    preds, feats = [], []
+    for i in range(0, len(images), batch_size):
+        f = model.features(images[i : i + batch_size])
+        feats.append(f.numpy())
+        preds.append(model.fc(f).argmax(1).numpy())
+    return np.concatenate(preds), np.concatenate(feats)
+
+
+def accuracy(model: ResNet18, images: torch.Tensor, labels: np.ndarray) -> float:
+    """Fraction of `images` classified as `labels`."""
+    return float((predict(model, images)[0] == np.asarray(labels)).mean())

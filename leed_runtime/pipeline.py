@@ -1,0 +1,205 @@
+"""The editing pipeline: reference once, then per frame detect -> align -> edit -> paste.
+
+    editor = Editor("exports/small")            # backend "auto": the best one present
+    editor.set_reference(smile_rgb)             # detect + align + `reference` graph, cached
+    out = editor(frame_rgb)                     # every face takes the reference's expression
+
+Frame in = frame out: a frame without a face passes through unchanged (never dropped).
+All faces of a frame go through the `edit` graph as one batch. On a GPU backend every
+graph runs on one CUDA stream. Per-stage times are kept in `editor.timings`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from leed_runtime.errors import LeedError
+from leed_runtime.face.align import crop_face
+from leed_runtime.face.paste import feather_mask, paste_back
+from leed_runtime.face.smooth import LandmarkSmoother
+from leed_runtime.manifest import read_manifest, verify
+
+STAGES = ("decode", "detect", "align", "edit", "paste", "encode")
+
+
+class Timings:
+    """Milliseconds per stage, per frame; summarised as mean / p50 / p99."""
+
+    def __init__(self) -> None:
+        self.ms: dict[str, list[float]] = defaultdict(list)
+
+    @contextmanager
+    def __call__(self, stage: str):  # noqa: ANN204 - a context manager
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.ms[stage].append((time.perf_counter() - start) * 1e3)
+
+    def add(self, stage: str, ms: float) -> None:
+        self.ms[stage].append(ms)
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        return {
+            s: {
+                "mean": float(np.mean(v)),
+                "p50": float(np.percentile(v, 50)),
+                "p99": float(np.percentile(v, 99)),
+                "count": len(v),
+            }
+            for s in STAGES
+            if (v := self.ms.get(s))
+        }
+
+
+def to_rgb(image: np.ndarray, name: str = "image") -> np.ndarray:
+    """Grayscale, RGBA and 16-bit images -> RGB uint8 (H, W, 3)."""
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=2)
+    if image.ndim != 3 or image.shape[2] not in (3, 4):
+        raise LeedError(f"{name}: expected an RGB image, got shape {image.shape}")
+    if image.shape[2] == 4:
+        image = image[..., :3]
+    if image.dtype == np.uint16:
+        image = (image >> 8).astype(np.uint8)
+    elif image.dtype != np.uint8:
+        image = np.clip(image, 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(image)
+
+
+class Editor:
+    """Reference once, then `editor(frame) -> frame` (RGB uint8)."""
+
+    def __init__(
+        self,
+        model_dir: Path | str,
+        backend: str = "auto",
+        alpha: float = 1.0,
+        max_faces: int = 4,
+        fps: float = 30.0,
+        smooth: bool = True,
+    ) -> None:
+        from leed_runtime.backends.base import open_backend
+        from leed_runtime.backends.select import choose_backend
+        from leed_runtime.face.detect import MTCNNDetector
+
+        self.folder = Path(model_dir)
+        self.manifest = verify(self.folder, read_manifest(self.folder))
+        self.kind, self.reason = choose_backend(backend, self.folder, self.manifest, "edit")
+        self.stream = None
+        options: dict[str, Any] = {}
+        if self.kind != "onnxruntime-cpu":  # one CUDA stream for every graph of the pipeline
+            from leed_runtime.cuda import Stream
+
+            self.stream = Stream()
+            options["stream"] = self.stream
+        self.detector = MTCNNDetector(self.folder, self.manifest, backend=self.kind, **options)
+        self._reference = open_backend(self.kind, self.folder, self.manifest, self._graph("reference"), **options)
+        self._edit = open_backend(self.kind, self.folder, self.manifest, self._graph("edit"), **options)
+        self._reference.activate()
+        self._edit.activate()
+        self.size = int(self.manifest.image["size"])
+        self.mask = feather_mask(self.size)
+        self.alpha = float(alpha)
+        self.max_faces = max_faces
+        self.smoother = LandmarkSmoother(fps) if smooth else None
+        self.dexp: np.ndarray | None = None
+        self.timings = Timings()
+        self.frames = self.faces = self.frames_without_face = 0
+
+    def _graph(self, name: str) -> str:
+        """The artifact that serves graph `name` on this backend (engine, FP16 or FP32 ONNX)."""
+        from leed_runtime.backends.select import artifact_for_backend
+
+        return artifact_for_backend(self.kind, self.manifest, name)
+
+    # -- reference ------------------------------------------------------------------------------
+    def encode_reference(self, image: np.ndarray, name: str = "reference") -> np.ndarray:
+        """dexp (1, C, 8, 8) of the largest face in `image` (RGB)."""
+        image = to_rgb(image, name)
+        faces = self.detector.detect(image)
+        if not faces:
+            raise LeedError(f"{name}: no face found; use a photo where one face is clearly visible")
+        face = max(faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
+        crop, _ = crop_face(image, face.landmarks, self.size)
+        out = self._reference.infer({"reference": _to_input(crop[None])})
+        return np.array(out["dexp"], dtype=np.float32, copy=True)
+
+    def set_reference(self, image: np.ndarray | list[np.ndarray], weights: list[float] | None = None) -> np.ndarray:
+        """Use this reference (or a weighted blend of several) for every following frame."""
+        images = image if isinstance(image, list) else [image]
+        self.dexp = blend_codes(
+            [self.encode_reference(im, f"reference {i + 1}") for i, im in enumerate(images)], weights
+        )
+        return self.dexp
+
+    # -- frames ---------------------------------------------------------------------------------
+    def __call__(self, frame: np.ndarray, dexp: np.ndarray | None = None) -> np.ndarray:
+        """Edit every face of `frame` (RGB uint8, modified in place and returned)."""
+        dexp = self.dexp if dexp is None else dexp
+        if dexp is None:
+            raise LeedError("no reference set: call set_reference(image) first (leed-run: --ref)")
+        self.frames += 1
+        with self.timings("detect"):
+            faces = self.detector.detect(frame)[: self.max_faces]
+        if not faces:
+            self.frames_without_face += 1
+            if self.smoother is not None:
+                self.smoother([])
+            return frame
+        with self.timings("align"):
+            landmarks = [f.landmarks for f in faces]
+            if self.smoother is not None:
+                landmarks = self.smoother(landmarks)
+            crops, mats = zip(*(crop_face(frame, lm, self.size) for lm in landmarks), strict=True)
+        with self.timings("edit"):
+            n = len(crops)
+            out = self._edit.infer(
+                {
+                    "face": _to_input(np.stack(crops)),
+                    "dexp": np.repeat(dexp, n, axis=0),
+                    "alpha": np.full((n,), self.alpha, np.float32),
+                }
+            )
+            edited = _to_uint8(out["edited"])
+        with self.timings("paste"):
+            for crop, m in zip(edited, mats, strict=True):
+                paste_back(frame, crop, m, self.mask)
+        self.faces += n
+        return frame
+
+    def close(self) -> None:
+        for b in (self._reference, self._edit):
+            b.deactivate()
+        self.detector.close()
+
+    def __enter__(self) -> Editor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def blend_codes(codes: list[np.ndarray], weights: list[float] | None = None) -> np.ndarray:
+    """Weighted mean of reference codes (1, C, 8, 8) each -> (1, C, 8, 8)."""
+    w = np.asarray(weights if weights is not None else [1.0] * len(codes), np.float32)
+    if len(w) != len(codes) or (w < 0).any() or w.sum() <= 0:
+        raise LeedError(f"--ref-weights: need {len(codes)} non-negative weights with a positive sum")
+    return np.tensordot(w / w.sum(), np.concatenate(codes), axes=1)[None].astype(np.float32)
+
+
+def _to_input(crops: np.ndarray) -> np.ndarray:
+    """uint8 (B, H, W, 3) RGB -> float32 (B, 3, H, W) in [-1, 1] (the manifest's image spec)."""
+    return np.ascontiguousarray(crops.transpose(0, 3, 1, 2), dtype=np.float32) / 127.5 - 1.0
+
+
+def _to_uint8(images: np.ndarray) -> np.ndarray:
+    """float (B, 3, H, W) in [-1, 1] -> uint8 (B, H, W, 3)."""
+    x = np.asarray(images, dtype=np.float32).transpose(0, 2, 3, 1)
+    return np.clip((x + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)

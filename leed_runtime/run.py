@@ -1,0 +1,240 @@
+"""`run(cfg)`: the one path of `leed-run`, read top to bottom.
+
+references -> Editor -> (video | image | webcam) frame by frame -> output written to a temp
+file and renamed only when complete -> summary (frames, faces, per-stage ms, fps).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from leed_runtime.errors import LeedError
+
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "samples" / "models" / "small"
+
+
+@dataclass
+class RunConfig:
+    """Every option of `leed-run`; flags map 1:1 to these fields."""
+
+    video: str | None = None
+    image: str | None = None
+    webcam: int | None = None
+    refs: list[str] = field(default_factory=list)
+    ref_weights: list[float] | None = None
+    ref_switch: float = 0.0  # > 0: cycle through the references every N seconds (cross-faded)
+    model: str | None = None
+    out: str | None = None
+    alpha: float = 1.0
+    backend: str = "auto"
+    max_faces: int = 4
+    smooth: bool = True
+    preview: bool = False
+    max_frames: int = 0  # > 0: stop after N frames (webcam, tests)
+    summary_json: str | None = None
+
+    def validate(self) -> RunConfig:
+        sources = [s for s in (self.video, self.image, self.webcam) if s is not None]
+        if len(sources) != 1:
+            raise LeedError("give exactly one input: --video FILE, --image FILE or --webcam N")
+        if not self.refs:
+            raise LeedError("--ref is missing: give a photo whose expression every face should take")
+        for ref in self.refs:
+            if not Path(ref).is_file():
+                raise LeedError(f"{ref}: no such reference image (--ref)")
+        for src in (self.video, self.image):
+            if src is not None and not Path(src).is_file():
+                raise LeedError(f"{src}: no such input file")
+        if self.ref_weights is not None and len(self.ref_weights) != len(self.refs):
+            raise LeedError(f"--ref-weights: {len(self.ref_weights)} weights for {len(self.refs)} references")
+        if self.max_faces < 1:
+            raise LeedError("--max-faces must be at least 1")
+        if self.model is None:
+            if not (DEFAULT_MODEL / "manifest.json").is_file():
+                raise LeedError(
+                    "--model is missing and no shipped model was found: export one with `leed-export RUN_DIR --out EXPORT_DIR`"
+                )
+            self.model = str(DEFAULT_MODEL)
+        if self.out is None and self.webcam is None:
+            src = Path(self.video or self.image)
+            self.out = str(src.with_name(src.stem + ".leed" + (src.suffix if self.image else ".mp4")))
+        if self.out is not None and self.video is not None and Path(self.out).resolve() == Path(self.video).resolve():
+            raise LeedError(f"--out {self.out} would overwrite the input video; choose another file")
+        return self
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """RGB uint8 of an image file; one-line error when it is missing or unreadable."""
+    import cv2
+
+    from leed_runtime.pipeline import to_rgb
+
+    path = Path(path)
+    data = np.fromfile(path, dtype=np.uint8) if path.is_file() else None
+    if data is None or data.size == 0:
+        raise LeedError(f"{path}: missing or empty image")
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise LeedError(f"{path}: not a readable image (truncated or not JPEG/PNG/...)")
+    if image.ndim == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA if image.shape[2] == 4 else cv2.COLOR_BGR2RGB)
+    return to_rgb(image, str(path))
+
+
+def write_image(path: str | Path, rgb: np.ndarray) -> None:
+    import cv2
+
+    from leed_runtime.atomic import atomic_write_bytes
+
+    path = Path(path)
+    ok, data = cv2.imencode(path.suffix or ".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise LeedError(f"{path}: cannot encode an image with this suffix; use .png or .jpg")
+    atomic_write_bytes(path, data.tobytes())
+
+
+def run(cfg: RunConfig) -> dict:
+    """Edit the input; returns (and prints) the summary."""
+    from tqdm import tqdm
+
+    from leed_runtime.pipeline import Editor, blend_codes
+
+    cfg.validate()
+    refs = [read_image(r) for r in cfg.refs]
+    fps = 30.0
+    reader = None
+    if cfg.video is not None:
+        from leed_runtime.video import VideoReader
+
+        reader = VideoReader(cfg.video)
+        fps = float(reader.fps)
+    start = time.perf_counter()
+    with Editor(
+        cfg.model, backend=cfg.backend, alpha=cfg.alpha, max_faces=cfg.max_faces, fps=fps, smooth=cfg.smooth
+    ) as editor:
+        print(f"leed-run: backend {editor.kind} ({editor.reason})")
+        codes = [editor.encode_reference(r, name) for r, name in zip(refs, cfg.refs, strict=True)]
+        if cfg.ref_switch <= 0:
+            editor.dexp = blend_codes(codes, cfg.ref_weights)
+        if cfg.image is not None:
+            out = editor(read_image(cfg.image))
+            write_image(cfg.out, out)
+        else:
+            _run_stream(cfg, editor, reader, codes, fps, tqdm)
+        summary = _summary(cfg, editor, time.perf_counter() - start)
+    print(_format_summary(summary))
+    if cfg.summary_json:
+        from leed_runtime.atomic import atomic_write_text
+
+        atomic_write_text(Path(cfg.summary_json), json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def _dexp_at(codes: list[np.ndarray], t: float, every: float) -> np.ndarray:
+    """Reference schedule: hold each reference `every` seconds, cross-fade over the last 20%."""
+    k = int(t // every)
+    phase = (t % every) / every
+    a, b = codes[k % len(codes)], codes[(k + 1) % len(codes)]
+    w = min(max((phase - 0.8) / 0.2, 0.0), 1.0)
+    return ((1 - w) * a + w * b).astype(np.float32)
+
+
+def _run_stream(cfg: RunConfig, editor, reader, codes: list[np.ndarray], fps: float, tqdm) -> None:  # noqa: ANN001
+    from leed_runtime.video import VideoWriter
+
+    if reader is not None:
+        frames, total, size, audio = iter(reader), reader.frames, (reader.width, reader.height), cfg.video
+    else:
+        frames, total, size, audio = _webcam(cfg.webcam), None, None, None
+    writer = None
+    bar = tqdm(total=total, unit="frame", desc="leed-run", dynamic_ncols=True)
+    try:
+        t_wait = time.perf_counter()
+        for i, frame in enumerate(frames):
+            editor.timings.add("decode", (time.perf_counter() - t_wait) * 1e3)  # time waiting for the decoder
+            if writer is None and cfg.out is not None:
+                size = size or (frame.shape[1], frame.shape[0])
+                writer = VideoWriter(cfg.out, reader.fps if reader else fps, size, audio_from=audio)
+            dexp = _dexp_at(codes, i / fps, cfg.ref_switch) if cfg.ref_switch > 0 else None
+            out = editor(frame, dexp)
+            if writer is not None:
+                with editor.timings("encode"):
+                    writer.write(out)
+            if cfg.preview:
+                _preview(out)
+            bar.update(1)
+            if i % 10 == 0:
+                bar.set_postfix(faces=editor.faces)
+            if cfg.max_frames and i + 1 >= cfg.max_frames:
+                break
+            t_wait = time.perf_counter()
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    finally:
+        bar.close()
+    if writer is not None:
+        writer.close()
+
+
+def _webcam(index: int):  # noqa: ANN202 - iterator of RGB frames
+    import cv2
+
+    cap = cv2.VideoCapture(index)
+    if not cap.isOpened():
+        raise LeedError(f"--webcam {index}: cannot open camera {index}; list cameras with `ls /dev/video*`")
+    try:
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                return
+            yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+    finally:
+        cap.release()
+
+
+def _preview(frame: np.ndarray) -> None:
+    import cv2
+
+    try:
+        cv2.imshow("leed-run (q to stop)", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        if cv2.waitKey(1) & 0xFF == ord("q"):
+            raise KeyboardInterrupt
+    except cv2.error:
+        raise LeedError(
+            "--preview needs a display and an OpenCV with GUI support (opencv-python, not -headless)"
+        ) from None
+
+
+def _summary(cfg: RunConfig, editor, seconds: float) -> dict:  # noqa: ANN001
+    return {
+        "input": cfg.video or cfg.image or f"webcam {cfg.webcam}",
+        "output": cfg.out,
+        "backend": editor.kind,
+        "frames": editor.frames,
+        "faces_edited": editor.faces,
+        "frames_without_face": editor.frames_without_face,
+        "seconds": seconds,
+        "fps": editor.frames / seconds if seconds > 0 else 0.0,
+        "ms_per_stage": editor.timings.summary(),
+        "config": asdict(cfg),
+    }
+
+
+def _format_summary(s: dict) -> str:
+    lines = [
+        f"leed-run: {s['frames']} frames, {s['faces_edited']} faces edited, {s['frames_without_face']} frames without a face, "
+        f"{s['seconds']:.1f} s ({s['fps']:.1f} fps end to end) on {s['backend']}",
+        f"  {'stage':<8}{'mean ms':>9}{'p50':>8}{'p99':>8}",
+    ]
+    for stage, v in s["ms_per_stage"].items():
+        lines.append(f"  {stage:<8}{v['mean']:>9.2f}{v['p50']:>8.2f}{v['p99']:>8.2f}")
+    if s["output"]:
+        lines.append(f"  wrote {s['output']}")
+    return "\n".join(lines)
