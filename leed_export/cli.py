@@ -27,6 +27,7 @@ Examples:
 @click.option("--data", default="", help="Dataset folder, if the run's data_dir has moved (parity uses real crops).")
 @click.option("--samples", type=int, default=8, show_default=True, help="Real crops per parity check.")
 @click.option("--force", is_flag=True, help="Replace a non-empty --out.")
+@click.option("--opencv", is_flag=True, help="Also batch-1 reference/edit graphs for OpenCV DNN hosts (samples/cpp).")
 @click.option("--check", "check_dir", default=None, metavar="EXPORT_DIR", help="Re-verify an export folder and exit.")
 @handle_errors
 def main(run_dir: str | None, check_dir: str | None, **opts: object) -> None:

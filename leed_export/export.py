@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from leed_export import __version__, fp16, onnx_export, trt_build
-from leed_export.graphs import GRAPHS, SPECS, build_graphs, real_feeds, tensor_shape
+from leed_export.graphs import GRAPHS, OPENCV_GRAPHS, SPECS, build_graphs, build_opencv_graphs, real_feeds, tensor_shape
 from leed_export.parity import FP16, FP32, Comparison, Tolerance, compare
 from leed_runtime.backends.base import open_backend
 from leed_runtime.backends.select import engine_artifact_name
@@ -47,6 +47,7 @@ class ExportConfig:
     data: str = ""  # dataset folder when the run's data_dir moved
     samples: int = 8  # real crops per parity check
     force: bool = False  # replace a non-empty --out
+    opencv: bool = False  # also batch-1 variants of reference/edit that OpenCV 4.6's DNN importer loads
 
     def validate(self) -> trt_build.BatchProfile | None:
         """Check every option before any work; returns the engine profile (None without --engine)."""
@@ -124,6 +125,24 @@ def run_export(cfg: ExportConfig) -> Path:
             rows.append((name, art, time.perf_counter() - t0))
             _report(art, rows[-1][2], comp, note)
         manifest.source["chain_parity"] = {"fp32": _chain_gate(tmp, manifest, run, faces, references, "", FP32)}
+
+        # OpenCV variants (C++ hosts on OpenCV DNN): batch 1, gated like the others.
+        if cfg.opencv:
+            variants = build_opencv_graphs(run)
+            one = {
+                "reference.opencv": {"reference": references[:1]},
+                "edit.opencv": {"face": faces[:1], "dexp": feeds["edit"]["dexp"][:1] * alpha[:1, None, None, None]},
+            }
+            for name in OPENCV_GRAPHS:
+                t0 = time.perf_counter()
+                with torch.no_grad():
+                    want = variants[name](*one[name].values()).numpy()
+                model = onnx_export.export_graph(variants[name], SPECS[name], one[name], cfg.opset, dynamic=False)
+                onnx_export.set_metadata(model, _metadata(run, name, "fp32"))
+                art = _write_graph(tmp, manifest, name, model, "fp32", name.removesuffix(".opencv"), batch=1)
+                comp = _gate(tmp, manifest, name, one[name], want, FP32)
+                rows.append((name, art, time.perf_counter() - t0))
+                _report(art, rows[-1][2], comp, "batch 1, for OpenCV DNN")
 
         # FP16 graphs (norms and output layer FP32), gated against PyTorch FP32 the same way.
         if cfg.fp16:
@@ -236,7 +255,13 @@ def _metadata(run: TrainedRun, graph: str, precision: str) -> dict[str, str]:
 
 
 def _write_graph(
-    folder: Path, manifest: Manifest, name: str, model: object, precision: str, source: str | None
+    folder: Path,
+    manifest: Manifest,
+    name: str,
+    model: object,
+    precision: str,
+    source: str | None,
+    batch: int | str = "batch",
 ) -> Artifact:
     """Check and save one graph, and list it in the manifest."""
     file = f"{name}.onnx"
@@ -249,8 +274,8 @@ def _write_graph(
         file,
         format="onnx",
         precision=precision,
-        inputs=[TensorSpec(n, tensor_shape(kind, size, code), "float32") for n, kind in spec.inputs],
-        outputs=[TensorSpec(n, tensor_shape(kind, size, code), "float32") for n, kind in spec.outputs],
+        inputs=[TensorSpec(n, tensor_shape(kind, size, code, batch), "float32") for n, kind in spec.inputs],
+        outputs=[TensorSpec(n, tensor_shape(kind, size, code, batch), "float32") for n, kind in spec.outputs],
         opset=onnx_export.opset_of(model),
         source=source,
     )

@@ -41,16 +41,21 @@ SPECS = {
     "decoder": GraphSpec("decoder", (("code", "code"),), (("image", "image"),)),
     "reference": GraphSpec("reference", (("reference", "image"),), (("dexp", "code"),)),
     "edit": GraphSpec("edit", (("face", "image"), ("dexp", "code"), ("alpha", "alpha")), (("edited", "image"),)),
+    # `--opencv`: batch 1, label planes constant, alpha folded into dexp by the host (OpenCV 4.6's
+    # importer fails on the label Expand and on the per-sample alpha Mul of the graphs above)
+    "reference.opencv": GraphSpec("reference.opencv", (("reference", "image"),), (("dexp", "code"),)),
+    "edit.opencv": GraphSpec("edit.opencv", (("face", "image"), ("dexp", "code")), (("edited", "image"),)),
 }
+OPENCV_GRAPHS = ("reference.opencv", "edit.opencv")
 
 
-def tensor_shape(kind: str, image_size: int, code_channels: int) -> list[int | str]:
-    """The shape of a tensor kind with the symbolic batch axis first."""
+def tensor_shape(kind: str, image_size: int, code_channels: int, batch: int | str = "batch") -> list[int | str]:
+    """The shape of a tensor kind with the batch axis (symbolic unless given) first."""
     if kind == "image":
-        return ["batch", 3, image_size, image_size]
+        return [batch, 3, image_size, image_size]
     if kind == "code":
-        return ["batch", code_channels, image_size // 16, image_size // 16]
-    return ["batch"]
+        return [batch, code_channels, image_size // 16, image_size // 16]
+    return [batch]
 
 
 class Neutralizer(nn.Module):
@@ -128,6 +133,38 @@ class Edit(nn.Module):
 
     def forward(self, face: Tensor, dexp: Tensor, alpha: Tensor) -> Tensor:
         return self.D(self.I(self.E(self.G(face)), alpha[:, None, None, None] * dexp))
+
+
+class ConstantPlanesNeutralizer(nn.Module):
+    """The neutralizer with its "neutral" label planes stored as one (1, c_dim, H, W) constant
+    concatenated to the image: no Expand for OpenCV's importer; batch 1 only."""
+
+    def __init__(self, neutralizer: nn.Module, size: int) -> None:
+        super().__init__()
+        self.main = neutralizer.G.main
+        planes = neutralizer.label[:, :, None, None].expand(1, -1, size, size).contiguous()
+        self.register_buffer("planes", planes, persistent=False)
+
+    def forward(self, image: Tensor) -> Tensor:
+        return self.main(torch.cat([image, self.planes], dim=1))
+
+
+class EditScaled(nn.Module):
+    """face, dexp -> D(I(E(G(face)), dexp)): alpha already multiplied into dexp by the host."""
+
+    def __init__(self, G: nn.Module, E: nn.Module, I: nn.Module, D: nn.Module) -> None:
+        super().__init__()
+        self.G, self.E, self.I, self.D = G, E, I, D
+
+    def forward(self, face: Tensor, dexp: Tensor) -> Tensor:
+        return self.D(self.I(self.E(self.G(face)), dexp))
+
+
+def build_opencv_graphs(run: TrainedRun) -> dict[str, nn.Module]:
+    """The `--opencv` variants of `reference` and `edit` (see SPECS)."""
+    G = ConstantPlanesNeutralizer(run.neutralizer(), run.cfg.net.image_size)
+    E, D, X, I = (run.nets[k] for k in ("E", "D", "X", "I"))
+    return {"reference.opencv": Reference(G, E, X).eval(), "edit.opencv": EditScaled(G, E, I, D).eval()}
 
 
 def build_graphs(run: TrainedRun) -> dict[str, nn.Module]:

@@ -31,10 +31,11 @@ def max_opset() -> int:
 
 
 def export_graph(
-    module: torch.nn.Module, spec: GraphSpec, feeds: dict[str, torch.Tensor], opset: int | None
+    module: torch.nn.Module, spec: GraphSpec, feeds: dict[str, torch.Tensor], opset: int | None, dynamic: bool = True
 ) -> onnx.ModelProto:
-    """Export `module` with inputs/outputs named as `spec` and axis 0 of every input dynamic.
-    `feeds` (batch >= 2, so the batch is not specialised) are the example inputs."""
+    """Export `module` with inputs/outputs named as `spec` and axis 0 of every input dynamic
+    (or every shape fixed to the feeds' with `dynamic=False`). `feeds` (batch >= 2 when
+    dynamic, so the batch is not specialised) are the example inputs."""
     batch = torch.export.Dim("batch", min=1, max=4096)
     names = [name for name, _ in spec.inputs]
     kwargs = {"opset_version": opset} if opset is not None else {}
@@ -47,7 +48,7 @@ def export_graph(
                 external_data=False,
                 input_names=names,
                 output_names=[name for name, _ in spec.outputs],
-                dynamic_shapes={n: {0: batch} for n in names},
+                dynamic_shapes={n: {0: batch} for n in names} if dynamic else None,
                 verbose=False,
                 **kwargs,
             )

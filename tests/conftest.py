@@ -76,9 +76,9 @@ def tiny_run(synth_faces: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
 
 @pytest.fixture(scope="session")
 def tiny_export(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An FP32 ONNX export (with the detector) of `tiny_run`."""
+    """An FP32 ONNX export of `tiny_run` (with the detector and the --opencv variants)."""
     from leed_export.export import ExportConfig, run_export
 
     out = tmp_path_factory.mktemp("exports") / "tiny-fp32"
-    run_export(ExportConfig(run_dir=str(tiny_run), out=str(out), samples=4))
+    run_export(ExportConfig(run_dir=str(tiny_run), out=str(out), samples=4, opencv=True))
     return out
