@@ -6,6 +6,9 @@ Markers: slow, gpu, tensorrt (see pyproject). Crop caches go to a per-session te
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -82,3 +85,26 @@ def tiny_export(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     out = tmp_path_factory.mktemp("exports") / "tiny-fp32"
     run_export(ExportConfig(run_dir=str(tiny_run), out=str(out), samples=4, opencv=True))
     return out
+
+
+BLOCK_TORCH = """
+import sys
+class _Block:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("torch is blocked: the runtime must not need it")
+sys.meta_path.insert(0, _Block())
+"""
+
+
+@pytest.fixture(scope="session")
+def python_without_torch() -> Callable[..., subprocess.CompletedProcess]:
+    """run(code, *argv): `python -c code *argv` in a fresh interpreter where importing torch fails."""
+    root = Path(__file__).resolve().parents[1]
+
+    def run(code: str, *argv: str, timeout: float = 300) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-c", BLOCK_TORCH + code, *argv], capture_output=True, text=True, cwd=root, timeout=timeout
+        )
+
+    return run

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import ast
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -41,16 +39,6 @@ def test_imports_go_one_way(package: str) -> None:
     assert not bad, bad
 
 
-BLOCK_TORCH = """
-import sys
-class _Block:
-    def find_spec(self, name, path=None, target=None):
-        if name == "torch" or name.startswith("torch."):
-            raise ImportError("torch is blocked in this test")
-sys.meta_path.insert(0, _Block())
-"""
-
-
 @pytest.mark.parametrize(
     "code",
     [
@@ -59,6 +47,6 @@ sys.meta_path.insert(0, _Block())
         "import leed_train.cli, leed_train.data.synth, leed_train.data.names",
     ],
 )
-def test_runtime_and_synth_import_without_torch(code: str) -> None:
-    proc = subprocess.run([sys.executable, "-c", BLOCK_TORCH + code], capture_output=True, text=True, cwd=ROOT)
+def test_runtime_and_synth_import_without_torch(code: str, python_without_torch) -> None:  # noqa: ANN001
+    proc = python_without_torch(code)
     assert proc.returncode == 0, proc.stderr

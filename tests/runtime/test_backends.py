@@ -5,7 +5,6 @@ GPU paths (onnxruntime-cuda, TensorRT) run only under the `gpu` marker on a mach
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
@@ -530,13 +529,7 @@ def test_cuda_path_refuses_cpu_onnxruntime(export: tuple[Path, Manifest], monkey
 # Boundaries
 
 
-BLOCK_TORCH = """
-import sys
-class _Block:
-    def find_spec(self, name, path=None, target=None):
-        if name == "torch" or name.startswith("torch."):
-            raise ImportError("torch is blocked in this test")
-sys.meta_path.insert(0, _Block())
+IMPORT_BACKENDS = """
 import leed_runtime.cuda, leed_runtime.backends.base, leed_runtime.backends.onnxruntime
 import leed_runtime.backends.tensorrt, leed_runtime.backends.select
 from leed_runtime.backends.select import available_backends
@@ -545,8 +538,8 @@ assert "torch" not in sys.modules
 """
 
 
-def test_backends_import_without_torch() -> None:
-    proc = subprocess.run([sys.executable, "-c", BLOCK_TORCH], capture_output=True, text=True, cwd=ROOT)
+def test_backends_import_without_torch(python_without_torch) -> None:  # noqa: ANN001
+    proc = python_without_torch(IMPORT_BACKENDS)
     assert proc.returncode == 0, proc.stderr
     assert "onnxruntime-cpu" in proc.stdout
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -13,22 +13,17 @@ import pytest
 
 from leed_runtime.video import VideoReader, VideoWriter
 
-BLOCK_TORCH = """
-import sys
-class _Block:
-    def find_spec(self, name, path=None, target=None):
-        if name == "torch" or name.startswith("torch."):
-            raise ImportError("torch is blocked: leed-run must not need it")
-sys.meta_path.insert(0, _Block())
+RUN_MAIN = """
 from leed_runtime.cli import run_main
 sys.argv[0] = "leed-run"
 run_main()
 """
 
 
-def leed_run(*args: str) -> subprocess.CompletedProcess:
+@pytest.fixture(scope="module")
+def leed_run(python_without_torch) -> Callable[..., subprocess.CompletedProcess]:  # noqa: ANN001
     """`leed-run ARGS` in a fresh interpreter where importing torch fails."""
-    return subprocess.run([sys.executable, "-c", BLOCK_TORCH, *args], capture_output=True, text=True, timeout=300)
+    return lambda *args: python_without_torch(RUN_MAIN, *args)
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +42,7 @@ def reference(synth_faces: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def edited(
-    tiny_export: Path, clip: Path, reference: Path, tmp_path_factory: pytest.TempPathFactory
+    tiny_export: Path, clip: Path, reference: Path, tmp_path_factory: pytest.TempPathFactory, leed_run
 ) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("run") / "out.mp4"
     summary = out.with_suffix(".json")
@@ -102,7 +97,9 @@ def test_only_the_face_changes(edited: tuple[Path, dict], clip: Path, tmp_path: 
     assert np.mean(inside) > 20 * max(np.mean(outside), 0.1), (np.mean(inside), np.mean(outside))
 
 
-def test_image_mode_and_python_api(tiny_export: Path, synth_faces: Path, reference: Path, tmp_path: Path) -> None:
+def test_image_mode_and_python_api(
+    tiny_export: Path, synth_faces: Path, reference: Path, tmp_path: Path, leed_run
+) -> None:
     face = next(synth_faces.glob("Rafd090_02_*_neutral_frontal.jpg"))
     out = tmp_path / "edited.png"
     proc = leed_run("--image", str(face), "--ref", str(reference), "--model", str(tiny_export), "--out", str(out))
@@ -118,7 +115,7 @@ def test_image_mode_and_python_api(tiny_export: Path, synth_faces: Path, referen
     assert np.abs(read_image(out).astype(int) - result.astype(int)).mean() < 1.0  # PNG: the same edit
 
 
-def test_frames_without_a_face_pass_through(tiny_export: Path, reference: Path, tmp_path: Path) -> None:
+def test_frames_without_a_face_pass_through(tiny_export: Path, reference: Path, tmp_path: Path, leed_run) -> None:
     blank = tmp_path / "blank.mp4"
     with VideoWriter(blank, 25, (160, 120)) as w:
         for i in range(10):
@@ -152,7 +149,7 @@ def test_frames_without_a_face_pass_through(tiny_export: Path, reference: Path, 
     ],
 )
 def test_bad_input_is_one_line_and_leaves_nothing(
-    case: str, needle: str, tiny_export: Path, clip: Path, reference: Path, tmp_path: Path
+    case: str, needle: str, tiny_export: Path, clip: Path, reference: Path, tmp_path: Path, leed_run
 ) -> None:
     video, ref, model, extra = str(clip), str(reference), str(tiny_export), []
     if case == "missing-video":
