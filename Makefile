@@ -42,12 +42,12 @@ test-fast: install
 	$(BIN)/pytest -q -n 2 -m "not slow"
 
 lint: install
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+	$(BIN)/ruff check --no-cache .
+	$(BIN)/ruff format --no-cache --check .
 
 format: install
 	$(BIN)/ruff format .
-	$(BIN)/ruff check --fix .
+	$(BIN)/ruff check --no-cache .-fix .
 
 ci: lint test
 
