@@ -47,7 +47,7 @@ lint: install
 
 format: install
 	$(BIN)/ruff format .
-	$(BIN)/ruff check --no-cache .-fix .
+	$(BIN)/ruff check --fix .
 
 ci: lint test
 
