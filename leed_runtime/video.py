@@ -5,7 +5,8 @@
   decoding frame t+1 overlaps the caller's work on frame t; never holds the whole video.
 - `VideoWriter`: H.264 (yuv420p) at the input's exact rate into a temp file; `close()`
   then muxes the source's audio track back in (packets copied, not re-encoded) and renames
-  the result into place. A failed or interrupted run leaves no output file.
+  the result into place. A failed or interrupted run leaves no output file; a killed one
+  leaves only `.tmp-{name}.{pid}.*`, removed by the next run writing that output.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from leed_runtime.atomic import TMP_PREFIX, atomic_path
+from leed_runtime.atomic import atomic_path, clean_stale, tmp_prefix
 from leed_runtime.errors import LeedError
 
 NTSC = {23.976: Fraction(24000, 1001), 29.97: Fraction(30000, 1001), 59.94: Fraction(60000, 1001)}
@@ -55,6 +56,45 @@ def _open(path: Path):  # noqa: ANN202 - av.container.InputContainer
     return container
 
 
+# Y'CbCr -> R'G'B' for 8-bit limited range ("tv"), by colour matrix (AVColorSpace codes).
+_KR_KB = {1: (0.2126, 0.0722), 5: (0.299, 0.114), 6: (0.299, 0.114)}  # BT.709, BT.601 (470BG, 170M)
+
+
+def _yuv_matrix(colorspace: int, full_range: bool) -> np.ndarray:
+    """3x4 affine matrix taking (Y, Cb, Cr) 0..255 to (R, G, B) 0..255."""
+    kr, kb = _KR_KB.get(colorspace, _KR_KB[5])  # unspecified: BT.601, as FFmpeg assumes
+    kg = 1 - kr - kb
+    ys, cs, y0 = (1.0, 1.0, 0.0) if full_range else (255 / 219, 255 / 224, 16.0)
+    m = np.array(
+        [
+            [ys, 0.0, 2 * (1 - kr) * cs],
+            [ys, -2 * (1 - kb) * kb / kg * cs, -2 * (1 - kr) * kr / kg * cs],
+            [ys, 2 * (1 - kb) * cs, 0.0],
+        ]
+    )
+    offset = -m @ np.array([y0, 128.0, 128.0])
+    return np.hstack([m, offset[:, None]]).astype(np.float32)
+
+
+def to_rgb24(frame) -> np.ndarray:  # noqa: ANN001 - av.VideoFrame
+    """RGB uint8 of a decoded frame. 8-bit 4:2:0 is converted here with the frame's own colour
+    matrix and range, rounding correctly: FFmpeg's default yuv420p->rgb24 path (swscale without
+    accurate rounding) darkens every pixel by about one level. Other formats go through FFmpeg."""
+    if frame.format.name not in ("yuv420p", "yuvj420p") or frame.width % 2 or frame.height % 2:
+        return frame.to_ndarray(format="rgb24")
+    import cv2
+
+    h, w = frame.height, frame.width
+    planes = [np.frombuffer(p, np.uint8).reshape(-1, p.line_size) for p in frame.planes]
+    y = planes[0][:h, :w]
+    cb = cv2.resize(planes[1][: h // 2, : w // 2], (w, h), interpolation=cv2.INTER_LINEAR)
+    cr = cv2.resize(planes[2][: h // 2, : w // 2], (w, h), interpolation=cv2.INTER_LINEAR)
+    full = frame.format.name == "yuvj420p" or int(frame.color_range or 0) == 2
+    m = _yuv_matrix(int(frame.colorspace or 2), full)
+    rgb = cv2.transform(np.dstack([y, cb, cr]).astype(np.float32), m)
+    return np.clip(rgb + 0.5, 0, 255).astype(np.uint8)
+
+
 class VideoReader:
     """Iterate RGB uint8 frames (H, W, 3) of a video file."""
 
@@ -85,7 +125,7 @@ class VideoReader:
                     for frame in c.decode(stream):
                         if stop.is_set():
                             return
-                        q.put(frame.to_ndarray(format="rgb24"))
+                        q.put(to_rgb24(frame))
                 q.put(done)
             except Exception as exc:  # handed to the consumer, raised there as one line
                 q.put(exc)
@@ -130,7 +170,8 @@ class VideoWriter:
         self.audio_from = Path(audio_from) if audio_from else None
         self.frames = 0
         self.out.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=self.out.parent, prefix=f"{TMP_PREFIX}{self.out.stem}.", suffix=".video.mp4")
+        clean_stale(self.out)  # what a killed run left
+        fd, name = tempfile.mkstemp(dir=self.out.parent, prefix=tmp_prefix(self.out), suffix=".video.mp4")
         os.close(fd)
         self._video_tmp = Path(name)  # video only; muxed with the audio into `out` on close
         self._container = av.open(str(self._video_tmp), mode="w")

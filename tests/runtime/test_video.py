@@ -74,3 +74,18 @@ def test_unreadable_videos_are_one_line_errors(tmp_path: Path, content: bytes) -
 def test_missing_video(tmp_path: Path) -> None:
     with pytest.raises(LeedError, match="no such video"):
         VideoReader(tmp_path / "nope.mp4")
+
+
+def test_round_trip_has_no_colour_bias(tmp_path: Path) -> None:
+    """FFmpeg's default yuv420p->rgb24 path darkens every pixel by ~1 level; the reader's own
+    conversion must not (mean signed error well under one level on a smooth image)."""
+    yy, xx = np.mgrid[0:240, 0:320].astype(np.float32)
+    frame = np.dstack([64 + 0.5 * xx, 40 + 0.7 * yy, 200 - 0.3 * (xx + yy) / 2]).clip(0, 255).astype(np.uint8)
+    out = tmp_path / "smooth.mp4"
+    with VideoWriter(out, 25, (320, 240), crf=1) as w:
+        for _ in range(3):
+            w.write(frame)
+    back = next(iter(VideoReader(out)))
+    bias = (back.astype(np.float64) - frame).reshape(-1, 3).mean(0)
+    assert np.abs(bias).max() < 0.5, bias
+    assert np.abs(back.astype(int) - frame.astype(int)).mean() < 1.5
