@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -143,12 +144,35 @@ def read_manifest(folder: Path | str) -> Manifest:
         return Manifest(**data)
     except LeedError:
         raise
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise LeedError(f"{path}: corrupt manifest ({type(exc).__name__}: {exc}); re-run leed-export") from None
 
 
+def parity_problem(parity: dict[str, float]) -> str | None:
+    """Why a recorded parity check does not vouch for its artifact (failed, NaN/Inf, over
+    tolerance), or None when it passed (or none was recorded, as for engines)."""
+    if not isinstance(parity, dict):
+        return f"its parity record is not a table ({parity!r})"
+    numbers = {k: v for k, v in parity.items() if k != "passed"}
+    if parity.get("passed") is False:
+        return "its parity check failed"
+    if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in numbers.values()):
+        return f"its parity record has NaN/Inf or non-numbers ({numbers})"
+    if numbers.get("nonfinite", 0) > 0:
+        return f"its output had {numbers['nonfinite']:g} NaN/Inf values in the parity check"
+    for error, tolerance in (
+        ("max_abs", "tolerance_max_abs"),
+        ("max_abs", "tolerance"),
+        ("median_abs", "tolerance_median_abs"),
+    ):
+        if error in numbers and tolerance in numbers and numbers[error] > numbers[tolerance]:
+            return f"its parity {error} {numbers[error]:.2e} exceeds the tolerance {numbers[tolerance]:.0e}"
+    return None
+
+
 def verify(folder: Path | str, manifest: Manifest | None = None, names: list[str] | None = None) -> Manifest:
-    """Check every (or the named) artifact's file exists and matches its sha256."""
+    """Check every (or the named) artifact's file exists, matches its sha256 and passed its
+    parity gate."""
     folder = Path(folder)
     manifest = manifest or read_manifest(folder)
     for name in names or sorted(manifest.artifacts):
@@ -160,4 +184,7 @@ def verify(folder: Path | str, manifest: Manifest | None = None, names: list[str
             raise LeedError(
                 f"{path}: sha256 differs from {folder / FILENAME} (modified or corrupt); re-run leed-export"
             )
+        problem = parity_problem(art.parity)
+        if problem is not None:
+            raise LeedError(f"{path}: refused, {problem} (per {folder / FILENAME}); re-run leed-export")
     return manifest

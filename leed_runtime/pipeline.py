@@ -99,7 +99,7 @@ class Editor:
 
             self.stream = Stream()
             options["stream"] = self.stream
-        self.detector = MTCNNDetector(self.folder, self.manifest, backend=self.kind, **options)
+        self.detector = MTCNNDetector(self.folder, self.manifest, backend=self.kind, backend_options=options)
         self._reference = open_backend(self.kind, self.folder, self.manifest, self._graph("reference"), **options)
         self._edit = open_backend(self.kind, self.folder, self.manifest, self._graph("edit"), **options)
         self._reference.activate()
@@ -129,7 +129,7 @@ class Editor:
         face = max(faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
         crop, _ = crop_face(image, face.landmarks, self.size)
         out = self._reference.infer({"reference": _to_input(crop[None])})
-        return np.array(out["dexp"], dtype=np.float32, copy=True)
+        return self._finite(np.array(out["dexp"], dtype=np.float32, copy=True), self._reference, name)
 
     def set_reference(self, image: np.ndarray | list[np.ndarray], weights: list[float] | None = None) -> np.ndarray:
         """Use this reference (or a weighted blend of several) for every following frame."""
@@ -167,12 +167,21 @@ class Editor:
                     "alpha": np.full((n,), self.alpha, np.float32),
                 }
             )
-            edited = _to_uint8(out["edited"])
+            edited = _to_uint8(self._finite(out["edited"], self._edit, f"frame {self.frames}"))
         with self.timings("paste"):
             for crop, m in zip(edited, mats, strict=True):
                 paste_back(frame, crop, m, self.mask)
         self.faces += n
         return frame
+
+    def _finite(self, values: np.ndarray, backend: Any, what: str) -> np.ndarray:
+        """`values` if all finite; else a LeedError (never a garbage frame)."""
+        if not np.isfinite(values).all():
+            raise LeedError(
+                f"{self.folder / backend.artifact.file}: returned NaN/Inf for {what} on {self.kind}; "
+                f"check the export with `leed-export --check {self.folder}` or re-export it (without --fp16)"
+            )
+        return values
 
     def close(self) -> None:
         for b in (self._reference, self._edit):

@@ -68,22 +68,45 @@ class RunConfig:
         return self
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """RGB uint8 of an image file; one-line error when it is missing or unreadable."""
+MAX_PIXELS = 7680 * 4320  # 8K UHD: larger images are refused (detection would take minutes)
+
+
+def truncated(data: bytes) -> bool:
+    """A JPEG with no end marker after its last scan, or a PNG with no IEND chunk: a file cut
+    short, which decoders would otherwise fill with grey."""
+    if data.startswith(b"\xff\xd8"):
+        return data.find(b"\xff\xd9", max(data.rfind(b"\xff\xda"), 0)) < 0
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return data.rfind(b"IEND") < 0
+    return False
+
+
+def decode_image(data: bytes, name: str) -> np.ndarray:
+    """RGB uint8 of an encoded image (grayscale, alpha and 16-bit converted, EXIF rotation
+    applied); one-line LeedError naming `name` when it is empty, truncated, unreadable or huge."""
     import cv2
 
     from leed_runtime.pipeline import to_rgb
 
-    path = Path(path)
-    data = np.fromfile(path, dtype=np.uint8) if path.is_file() else None
-    if data is None or data.size == 0:
-        raise LeedError(f"{path}: missing or empty image")
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if not data:
+        raise LeedError(f"{name}: missing or empty image")
+    if truncated(data):
+        raise LeedError(f"{name}: truncated image (the file ends early); copy or download it again")
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)
     if image is None:
-        raise LeedError(f"{path}: not a readable image (truncated or not JPEG/PNG/...)")
-    if image.ndim == 3:
-        image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA if image.shape[2] == 4 else cv2.COLOR_BGR2RGB)
-    return to_rgb(image, str(path))
+        raise LeedError(f"{name}: not a readable image (truncated or not JPEG/PNG/...)")
+    height, width = image.shape[:2]
+    if height * width > MAX_PIXELS:
+        raise LeedError(
+            f"{name}: {width}x{height} is larger than 8K ({MAX_PIXELS / 1e6:.0f} megapixels); downscale it first"
+        )
+    return to_rgb(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), name)
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """RGB uint8 of an image file; one-line error when it is missing or unreadable."""
+    path = Path(path)
+    return decode_image(path.read_bytes() if path.is_file() else b"", str(path))
 
 
 def write_image(path: str | Path, rgb: np.ndarray) -> None:
@@ -113,6 +136,8 @@ def run(cfg: RunConfig) -> dict:
 
         reader = VideoReader(cfg.video)
         fps = float(reader.fps)
+        if reader.variable_rate:
+            print(f"leed-run: {cfg.video} has a variable frame rate; every frame is kept, written at {fps:.3f} fps")
     start = time.perf_counter()
     with Editor(
         cfg.model, backend=cfg.backend, alpha=cfg.alpha, max_faces=cfg.max_faces, fps=fps, smooth=cfg.smooth

@@ -77,12 +77,12 @@ def run_training(cfg: TrainConfig) -> Path:
         train, val = load_split(split_path, Path(cfg.data_dir))
     else:
         train, val = split_by_subject(index.samples, val_fraction=0.1, seed=cfg.seed)
-        if rank == 0:
-            save_split(split_path, train, val, Path(cfg.data_dir))
     cache = CropCache(size=cfg.net.image_size)
     run = Run(cfg=cfg, dir=run_dir, device=device, rank=rank, world=world, train=train, val=val)
     run.crops = cache.load_crops(train, workers=cfg.workers, progress=rank == 0)
     run.val_crops = cache.load_crops(val, workers=cfg.workers, progress=rank == 0) if val else None
+    if rank == 0 and not split_path.exists():  # saved once every image decoded: a bad file leaves no split
+        save_split(split_path, train, val, Path(cfg.data_dir))
     run.log = StatsLog(run_dir, enabled=rank == 0)
     if rank == 0:
         print(f"leed-train: {len(train)} training / {len(val)} validation images, preset {cfg.preset}, {device}")
@@ -211,6 +211,10 @@ class StatsLog:
         self.enabled = enabled
         self.writer = None
         self.path = run_dir / "stats.jsonl"
+        if enabled and self.path.is_file():  # a killed run may have cut its last line short: drop it
+            data = self.path.read_bytes()
+            if data and not data.endswith(b"\n"):
+                atomic_write_bytes(self.path, data[: data.rfind(b"\n") + 1])
         if enabled:
             from torch.utils.tensorboard import SummaryWriter
 

@@ -19,7 +19,7 @@ Every step has three phases, each updating only its own networks:
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -171,87 +171,12 @@ def train_leed(run: Run) -> dict[str, torch.nn.Module]:
     total_planned = cfg.epochs * per_epoch
     total = total_planned if cfg.max_steps <= 0 else min(total_planned, cfg.max_steps)
     bar = tqdm(total=total, initial=start, desc="stage 2 LEED", disable=not run.main, dynamic_ncols=True)
-    E, D, X, I, critic, Q, S = (nets[k] for k in ("E", "D", "X", "I", "critic", "Q", "S"))
     for step, _epoch, batch in batches_of(run, data, cfg.batch_size, start, total):
         lr = linear_decay(step, total_planned, total_planned // 2, cfg.lr)
         for opt in opts.values():
             for group in opt.param_groups:
                 group["lr"] = lr
-        ia, ia_n, rb, rb_n = (to_device(run, batch[k]) for k in ("ia", "ia_n", "rb", "rb_n"))
-        n = len(ia)
-        stats: dict[str, float] = {}
-
-        # --- 1. main: E, X, I, D, Q ---
-        with run.autocast():
-            codes = E(torch.cat([ia, ia_n, rb, rb_n]))
-            c_ia, c_in, c_rb, c_rn = codes.chunk(4)
-            dexp_star = (c_rb - c_rn).detach()  # Eq. 1, the pseudo label
-            dexp = X(c_rb.detach(), c_rn.detach())
-            l_exp = losses.expression_loss(dexp.float(), dexp_star.float())
-            total_loss = l_exp
-            if cfg.use_q:
-                with torch.no_grad():
-                    target = reducer(psi(rb).float())
-                l_q = losses.regularizer_nll(Q(dexp).float(), target)
-                total_loss = total_loss + cfg.lambda_q * l_q
-                stats["L_Q"] = l_q.item()
-            alpha = torch.rand(n, 1, 1, 1, device=run.device)
-            a_dexp = (alpha * dexp).detach()
-            c_hat = I(c_in, a_dexp)  # Eq. 6's interpolated code, the critic's "fake"
-            with frozen(critic):
-                l_adv = losses.adversarial_loss(critic(c_hat.float()))
-            l_interp = losses.interpolation_loss(
-                I(c_in.detach(), a_dexp).float(), c_in.detach().float(), a_dexp.float()
-            )
-            dexp_ia = X(c_ia.detach(), c_in.detach()).detach()
-            l_idt = losses.identity_loss(I(c_in.detach(), dexp_ia).float(), c_ia.detach().float())
-            real_codes = torch.cat([c_ia, c_rb])
-            recon = D(scale_grad(real_codes, cfg.lambda_recon))
-            l_recon = losses.perceptual_loss(phi, recon.float(), torch.cat([ia, rb]).float())
-            total_loss = total_loss + l_adv + l_interp + l_idt + l_recon
-            if cfg.use_siamese:
-                with frozen(X, I, D, S):
-                    i_b = D(I(c_in, X(c_rb, c_rn)))
-                    s_rb, s_rn, s_ib, s_in = S(torch.cat([rb, rb_n, i_b, ia_n])).float().chunk(4)
-                l_s = losses.siamese_loss(s_rb, s_rn, s_ib, s_in)
-                total_loss = total_loss + cfg.lambda_s * l_s
-                stats["L_S"] = l_s.item()
-        for k in ("E", "D", "X", "I", "Q"):
-            if k in opts:
-                opts[k].zero_grad(set_to_none=True)
-        total_loss.backward()
-        for k in ("E", "D", "X", "I", "Q"):
-            if k in opts:
-                all_reduce_grads(list(nets[k].parameters()), run.world)
-                opts[k].step()
-        stats.update(
-            L_exp=l_exp.item(), L_adv=l_adv.item(), L_interp=l_interp.item(), L_idt=l_idt.item(), L_recon=l_recon.item()
-        )
-
-        # --- 2. critic (Eq. 12) on this step's codes, detached: no extra encoder pass ---
-        real_pool, fake = torch.cat([c_ia, c_rb]).detach().float(), c_hat.detach().float()
-        for _ in range(cfg.n_critic):
-            real = real_pool[torch.randperm(2 * n, device=run.device)[:n]]
-            d_adv = critic(fake).mean() - critic(real).mean()
-            gp = losses.gradient_penalty(critic, real, fake)
-            opts["critic"].zero_grad(set_to_none=True)
-            (d_adv + cfg.lambda_gp * gp).backward()
-            all_reduce_grads(list(critic.parameters()), run.world)
-            opts["critic"].step()
-        stats.update(critic_w=-d_adv.item(), critic_gp=gp.item())
-
-        # --- 3. siamese network S (alternating with E) ---
-        if cfg.use_siamese:
-            with run.autocast():
-                s_rb, s_rn, s_ib, s_in = S(torch.cat([rb, rb_n, i_b.detach(), ia_n])).float().chunk(4)
-                l_s_net = losses.siamese_loss(s_rb, s_rn, s_ib, s_in)
-                l_margin = losses.siamese_margin_loss(s_rb - s_rn, cfg.siamese_margin)
-            opts["S"].zero_grad(set_to_none=True)
-            (l_s_net + l_margin).backward()
-            all_reduce_grads(list(S.parameters()), run.world)
-            opts["S"].step()
-            stats["S_margin"] = l_margin.item()
-
+        stats = leed_step(run, nets, opts, phi, psi, reducer, batch)
         bar.update(1)
         if step % cfg.log_every == 0 or step == total - 1:
             bar.set_postfix({k: f"{v:.3g}" for k, v in stats.items() if k in ("L_recon", "L_exp", "L_S", "critic_w")})
@@ -264,6 +189,95 @@ def train_leed(run: Run) -> dict[str, torch.nn.Module]:
     check_ranks_agree(run, STAGE, nets)
     checkpoint(run, STAGE, total, saved, opts, extra={"done": total >= total_planned})
     return nets
+
+
+def leed_step(
+    run: Run,
+    nets: dict[str, torch.nn.Module],
+    opts: dict[str, torch.optim.Optimizer],
+    phi: torch.nn.Module,
+    psi: Callable[[torch.Tensor], torch.Tensor] | None,
+    reducer: torch.nn.Module | None,
+    batch: dict[str, torch.Tensor],
+) -> dict[str, float]:
+    """One stage-2 step (main, critic, siamese phases) on a batch of I_A, I_N, R_B, R_N images
+    (B,3,H,W in [-1,1]); returns the losses by name. `leed-bench train` times it on random data."""
+    cfg = run.cfg
+    E, D, X, I, critic, Q, S = (nets[k] for k in ("E", "D", "X", "I", "critic", "Q", "S"))
+    ia, ia_n, rb, rb_n = (to_device(run, batch[k]) for k in ("ia", "ia_n", "rb", "rb_n"))
+    n = len(ia)
+    stats: dict[str, float] = {}
+
+    # --- 1. main: E, X, I, D, Q ---
+    with run.autocast():
+        codes = E(torch.cat([ia, ia_n, rb, rb_n]))
+        c_ia, c_in, c_rb, c_rn = codes.chunk(4)
+        dexp_star = (c_rb - c_rn).detach()  # Eq. 1, the pseudo label
+        dexp = X(c_rb.detach(), c_rn.detach())
+        l_exp = losses.expression_loss(dexp.float(), dexp_star.float())
+        total_loss = l_exp
+        if cfg.use_q:
+            with torch.no_grad():
+                target = reducer(psi(rb).float())
+            l_q = losses.regularizer_nll(Q(dexp).float(), target)
+            total_loss = total_loss + cfg.lambda_q * l_q
+            stats["L_Q"] = l_q.item()
+        alpha = torch.rand(n, 1, 1, 1, device=run.device)
+        a_dexp = (alpha * dexp).detach()
+        c_hat = I(c_in, a_dexp)  # Eq. 6's interpolated code, the critic's "fake"
+        with frozen(critic):
+            l_adv = losses.adversarial_loss(critic(c_hat.float()))
+        l_interp = losses.interpolation_loss(I(c_in.detach(), a_dexp).float(), c_in.detach().float(), a_dexp.float())
+        dexp_ia = X(c_ia.detach(), c_in.detach()).detach()
+        l_idt = losses.identity_loss(I(c_in.detach(), dexp_ia).float(), c_ia.detach().float())
+        real_codes = torch.cat([c_ia, c_rb])
+        recon = D(scale_grad(real_codes, cfg.lambda_recon))
+        l_recon = losses.perceptual_loss(phi, recon.float(), torch.cat([ia, rb]).float())
+        total_loss = total_loss + l_adv + l_interp + l_idt + l_recon
+        if cfg.use_siamese:
+            with frozen(X, I, D, S):
+                i_b = D(I(c_in, X(c_rb, c_rn)))
+                s_rb, s_rn, s_ib, s_in = S(torch.cat([rb, rb_n, i_b, ia_n])).float().chunk(4)
+            l_s = losses.siamese_loss(s_rb, s_rn, s_ib, s_in)
+            total_loss = total_loss + cfg.lambda_s * l_s
+            stats["L_S"] = l_s.item()
+    for k in ("E", "D", "X", "I", "Q"):
+        if k in opts:
+            opts[k].zero_grad(set_to_none=True)
+    total_loss.backward()
+    for k in ("E", "D", "X", "I", "Q"):
+        if k in opts:
+            all_reduce_grads(list(nets[k].parameters()), run.world)
+            opts[k].step()
+    stats.update(
+        L_exp=l_exp.item(), L_adv=l_adv.item(), L_interp=l_interp.item(), L_idt=l_idt.item(), L_recon=l_recon.item()
+    )
+
+    # --- 2. critic (Eq. 12) on this step's codes, detached: no extra encoder pass ---
+    real_pool, fake = torch.cat([c_ia, c_rb]).detach().float(), c_hat.detach().float()
+    for _ in range(cfg.n_critic):
+        real = real_pool[torch.randperm(2 * n, device=run.device)[:n]]
+        d_adv = critic(fake).mean() - critic(real).mean()
+        gp = losses.gradient_penalty(critic, real, fake)
+        opts["critic"].zero_grad(set_to_none=True)
+        (d_adv + cfg.lambda_gp * gp).backward()
+        all_reduce_grads(list(critic.parameters()), run.world)
+        opts["critic"].step()
+    stats.update(critic_w=-d_adv.item(), critic_gp=gp.item())
+
+    # --- 3. siamese network S (alternating with E) ---
+    if cfg.use_siamese:
+        with run.autocast():
+            s_rb, s_rn, s_ib, s_in = S(torch.cat([rb, rb_n, i_b.detach(), ia_n])).float().chunk(4)
+            l_s_net = losses.siamese_loss(s_rb, s_rn, s_ib, s_in)
+            l_margin = losses.siamese_margin_loss(s_rb - s_rn, cfg.siamese_margin)
+        opts["S"].zero_grad(set_to_none=True)
+        (l_s_net + l_margin).backward()
+        all_reduce_grads(list(S.parameters()), run.world)
+        opts["S"].step()
+        stats["S_margin"] = l_margin.item()
+
+    return stats
 
 
 @torch.no_grad()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPTS = ["leed-train", "leed-export", "leed-run", "leed-eval", "leed-synth", "leed-doctor"]
+SCRIPTS = ["leed-train", "leed-export", "leed-run", "leed-eval", "leed-synth", "leed-doctor", "leed-bench"]
 BIN = Path(sys.executable).parent
 
 

@@ -109,6 +109,9 @@ class OnnxRuntimeBackend(Backend):
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = self.threads
+        # A pipeline runs several sessions one after the other on few cores: threads that
+        # spin-wait after a run steal the cores the next session needs.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3  # errors only: warnings about CPU shape nodes are expected
         providers: list[Any] = ["CPUExecutionProvider"]
         if self.device == "cuda":

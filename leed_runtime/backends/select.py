@@ -66,7 +66,7 @@ def _problem(kind: str, folder: Path, manifest: Manifest, graph: str, precision:
 
     try:
         if kind != "onnxruntime-cpu" and not cuda_available():
-            return NO_GPU
+            return _engine_version_problem(kind, folder, manifest, graph, precision) or NO_GPU
         name = artifact_for_backend(kind, manifest, graph, precision)
         if not (Path(folder) / manifest.artifacts[name].file).is_file():
             return f"{Path(folder) / manifest.artifacts[name].file} missing; re-run leed-export"
@@ -88,6 +88,23 @@ def _problem(kind: str, folder: Path, manifest: Manifest, graph: str, precision:
         return "onnxruntime is not installed; pip install 'leed[runtime]'"
     except LeedError as exc:
         return str(exc)
+
+
+def _engine_version_problem(kind: str, folder: Path, manifest: Manifest, graph: str, precision: str) -> str | None:
+    """Without a GPU: an engine the export lists but this library version cannot load (with
+    the rebuild command) is the more useful answer than "no GPU"; None otherwise."""
+    if kind not in ENGINES:
+        return None
+    from leed_runtime.backends.tensorrt import engine_problem, import_library, rebuild_command
+
+    try:
+        name = artifact_for_backend(kind, manifest, graph, precision)
+        library, artifact = ENGINES[kind][0], manifest.artifacts[name]
+        version = str(import_library(library).__version__)
+    except LeedError:  # no such engine, or no library: "no GPU" stays the answer
+        return None
+    rebuild = rebuild_command(folder, artifact, library, manifest.source.get("run_dir"))
+    return engine_problem(artifact, library, version, None, rebuild)
 
 
 def available_backends(folder: Path | None = None, manifest: Manifest | None = None, graph: str = "edit") -> list[str]:

@@ -58,10 +58,11 @@ def rebuild_command(folder: Path | str, artifact: Artifact, library: str, run_di
 
 
 def engine_problem(
-    artifact: Artifact, library: str, installed_version: str, compute_capability: str, rebuild: str
+    artifact: Artifact, library: str, installed_version: str, compute_capability: str | None, rebuild: str
 ) -> str | None:
     """Why this engine cannot run with `library` `installed_version` on a GPU of
-    `compute_capability`, with the fix; None when it can."""
+    `compute_capability` (None: no GPU here, so only the library and version are checked),
+    with the fix; None when it can."""
     engine = artifact.engine
     if artifact.format != "plan" or engine is None:
         return f"{artifact.file} is not a TensorRT engine (format {artifact.format}); re-run leed-export --engine ..."
@@ -72,6 +73,8 @@ def engine_problem(
             f"{artifact.file} was built with {library} {engine.version}, this is {installed_version} "
             f"(engines are tied to one version); rebuild it: {rebuild}"
         )
+    if compute_capability is None:
+        return None
     if library == "tensorrt_rtx" and not rtx_supports(compute_capability):
         targets = ", ".join(f"{a}.{b}" for a, b in RTX_CAPABILITIES)
         return (

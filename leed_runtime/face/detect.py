@@ -179,11 +179,16 @@ class MTCNNDetector:
         return out
 
     def _propose(self, img: np.ndarray) -> np.ndarray:
-        """Stage 1: P-net over the pyramid -> (N, 5) square candidate boxes x1, y1, x2, y2, score."""
+        """Stage 1: P-net over the pyramid -> (N, 5) square candidate boxes x1, y1, x2, y2, score.
+        Only the first level is resized from the full frame (at 720p most of detection's time
+        went to resizing the full frame once per level)."""
         h, w = img.shape[:2]
         found = []
+        base = None  # the first (largest) level; later levels are resized from it, not the full frame
         for scale in self.scales(h, w):
-            small = cv2.resize(img, (int(w * scale + 1), int(h * scale + 1)), interpolation=cv2.INTER_AREA)
+            size = (int(w * scale + 1), int(h * scale + 1))
+            small = cv2.resize(img if base is None else base, size, interpolation=cv2.INTER_AREA)
+            base = small if base is None else base
             out = self.nets["pnet"].infer({"image": normalise(small[None])})
             prob, reg = out["prob"][0, 1], out["reg"][0]
             ys, xs = np.nonzero(prob >= self.thresholds[0])

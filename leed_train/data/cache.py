@@ -12,13 +12,13 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
 from leed_runtime.atomic import atomic_write
 from leed_runtime.errors import LeedError
 from leed_runtime.face.align import CROP_SIZE, TEMPLATE_UNIT, crop_face
+from leed_runtime.run import decode_image
 from leed_train.data.index import Sample
 
 TEMPLATE_VERSION = 1  # bump when crop_face changes in a way TEMPLATE_UNIT does not show
@@ -32,13 +32,12 @@ def default_cache_dir() -> Path:
 
 def read_rgb(path: Path) -> np.ndarray:
     """Decode an image file to uint8 RGB HxWx3; LeedError when it cannot be decoded."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise LeedError(
-            f"{path}: cannot read this image (missing, corrupt or not an image); "
-            "fix or remove it; `leed-train DATA_DIR --check` lists every bad file"
-        )
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    try:
+        return decode_image(path.read_bytes(), str(path))
+    except OSError:
+        raise LeedError(f"{path}: cannot read this image; fix or remove it") from None
+    except LeedError as exc:
+        raise LeedError(f"{exc}; fix or remove it; `leed-train DATA_DIR --check` lists every bad file") from None
 
 
 class CropCache:

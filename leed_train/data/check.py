@@ -7,10 +7,8 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-import cv2
-import numpy as np
-
 from leed_runtime.errors import LeedError
+from leed_runtime.run import decode_image
 from leed_train.data.index import DatasetIndex, Sample, scan, split_by_subject
 
 NEED_LABELS = ("neutral", "none")
@@ -38,8 +36,9 @@ def check_dataset(
             data = s.path.read_bytes()
         except OSError:
             data = b""
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
-        if image is None:
+        try:
+            image = decode_image(data, str(s.path))
+        except LeedError:
             unreadable.append(s)
             continue
         sizes[f"{image.shape[1]}x{image.shape[0]}"] += 1
