@@ -28,7 +28,7 @@ import safetensors.torch
 import torch
 from torch import nn
 
-from leed_runtime.atomic import TMP_PREFIX, fsync_dir
+from leed_runtime.atomic import TMP_PREFIX, fsync_dir, pid_alive
 from leed_runtime.errors import LeedError
 
 FORMAT = 1
@@ -156,21 +156,11 @@ def _checkpoint_dirs(run_dir: Path, stage: str) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _clean_stale(root: Path) -> None:
     """Remove `.tmp-*` directories left by killed writes (their process is gone, or is us)."""
     for path in root.glob(f"{TMP_PREFIX}*"):
         pid = path.name.rsplit("-", 1)[-1]
-        if not pid.isdigit() or int(pid) == os.getpid() or not _pid_alive(int(pid)):
+        if not pid.isdigit() or int(pid) == os.getpid() or not pid_alive(int(pid)):
             if path.is_dir():
                 shutil.rmtree(path, ignore_errors=True)
             else:
