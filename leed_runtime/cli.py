@@ -34,6 +34,13 @@ Examples:
     show_default=True,
 )
 @click.option("--max-faces", type=int, default=4, show_default=True, help="Edit at most this many faces per frame.")
+@click.option(
+    "--detect-every",
+    type=int,
+    default=4,
+    show_default=True,
+    help="Full face detection every N frames; tracked in between.",
+)
 @click.option("--no-smooth", is_flag=True, help="Do not smooth landmarks over time.")
 @click.option("--preview", is_flag=True, help="Show the result in a window while it runs.")
 @click.option("--max-frames", type=int, default=0, help="Stop after N frames.")

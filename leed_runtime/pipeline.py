@@ -84,6 +84,7 @@ class Editor:
         max_faces: int = 4,
         fps: float = 30.0,
         smooth: bool = True,
+        detect_every: int = 1,
     ) -> None:
         from leed_runtime.backends.base import open_backend
         from leed_runtime.backends.select import choose_backend
@@ -109,6 +110,8 @@ class Editor:
         self.alpha = float(alpha)
         self.max_faces = max_faces
         self.smoother = LandmarkSmoother(fps) if smooth else None
+        self.detect_every = max(1, int(detect_every))
+        self._faces: list = []  # the last frame's faces, tracked between full detections
         self.dexp: np.ndarray | None = None
         self.timings = Timings()
         self.frames = self.faces = self.frames_without_face = 0
@@ -147,7 +150,7 @@ class Editor:
             raise LeedError("no reference set: call set_reference(image) first (leed-run: --ref)")
         self.frames += 1
         with self.timings("detect"):
-            faces = self.detector.detect(frame)[: self.max_faces]
+            faces = self._find_faces(frame)
         if not faces:
             self.frames_without_face += 1
             if self.smoother is not None:
@@ -182,6 +185,16 @@ class Editor:
                 f"check the export with `leed-export --check {self.folder}` or re-export it (without --fp16)"
             )
         return values
+
+    def _find_faces(self, frame: np.ndarray) -> list:
+        """Full detection every `detect_every` frames (and whenever a tracked face is lost);
+        in between, O-net alone follows the last frame's faces."""
+        tracked = []
+        if self._faces and (self.frames - 1) % self.detect_every:
+            tracked = self.detector.track(frame, self._faces)
+        faces = tracked if self._faces and len(tracked) == len(self._faces) else self.detector.detect(frame)
+        self._faces = faces[: self.max_faces]
+        return self._faces
 
     def close(self) -> None:
         for b in (self._reference, self._edit):

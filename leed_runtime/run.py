@@ -33,6 +33,7 @@ class RunConfig:
     alpha: float = 1.0
     backend: str = "auto"
     max_faces: int = 4
+    detect_every: int = 4  # full face detection every N video frames; O-net tracks in between
     smooth: bool = True
     preview: bool = False
     max_frames: int = 0  # > 0: stop after N frames (webcam, tests)
@@ -54,6 +55,8 @@ class RunConfig:
             raise LeedError(f"--ref-weights: {len(self.ref_weights)} weights for {len(self.refs)} references")
         if self.max_faces < 1:
             raise LeedError("--max-faces must be at least 1")
+        if self.detect_every < 1:
+            raise LeedError("--detect-every must be at least 1 (1 = detect on every frame)")
         if self.model is None:
             if not (DEFAULT_MODEL / "manifest.json").is_file():
                 raise LeedError(
@@ -139,8 +142,15 @@ def run(cfg: RunConfig) -> dict:
         if reader.variable_rate:
             print(f"leed-run: {cfg.video} has a variable frame rate; every frame is kept, written at {fps:.3f} fps")
     start = time.perf_counter()
+    detect_every = 1 if cfg.image is not None else cfg.detect_every
     with Editor(
-        cfg.model, backend=cfg.backend, alpha=cfg.alpha, max_faces=cfg.max_faces, fps=fps, smooth=cfg.smooth
+        cfg.model,
+        backend=cfg.backend,
+        alpha=cfg.alpha,
+        max_faces=cfg.max_faces,
+        fps=fps,
+        smooth=cfg.smooth,
+        detect_every=detect_every,
     ) as editor:
         print(f"leed-run: backend {editor.kind} ({editor.reason})")
         codes = [editor.encode_reference(r, name) for r, name in zip(refs, cfg.refs, strict=True)]

@@ -169,6 +169,19 @@ class MTCNNDetector:
         order = np.argsort(-boxes[:, 4], kind="stable")
         return [Face(box=boxes[i, :4].copy(), score=float(boxes[i, 4]), landmarks=points[i]) for i in order]
 
+    def track(self, image: np.ndarray, previous: list[Face]) -> list[Face]:
+        """Faces near `previous` ones (the last frame's), by O-net alone on their boxes: the
+        cheap step between full detections in a video (MTCNN's usual tracking). A face O-net
+        no longer accepts is dropped; callers run `detect` again when one is lost."""
+        if not previous:
+            return []
+        self.activate()
+        img = to_rgb(image).astype(np.float32)
+        boxes = square(np.array([[*f.box, f.score] for f in previous], dtype=np.float32))
+        boxes, points = self._output(img, boxes)
+        order = np.argsort(-boxes[:, 4], kind="stable") if len(boxes) else []
+        return [Face(box=boxes[i, :4].copy(), score=float(boxes[i, 4]), landmarks=points[i]) for i in order]
+
     def scales(self, height: int, width: int) -> list[float]:
         """The pyramid: P-net's 12-px window covers `min_face` first, then faces 1/factor larger."""
         scale, side, out = 12.0 / self.min_face, min(height, width) * 12.0 / self.min_face, []

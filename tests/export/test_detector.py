@@ -177,3 +177,30 @@ def test_bad_input(detector: MTCNNDetector, detector_dir: Path) -> None:
         detector.detect(np.zeros((64, 64, 2), np.uint8))
     with pytest.raises(LeedError, match="min_face"):
         MTCNNDetector(detector_dir, read_manifest(detector_dir), min_face=8)
+
+
+def test_tracking_between_detections_follows_the_face(detector: MTCNNDetector, tmp_path: Path) -> None:
+    """`track` (O-net on the last frame's boxes) lands where full detection does on a moving,
+    turning synthetic head, so `leed-run --detect-every N` keeps the landmarks right."""
+    import csv
+
+    from leed_runtime.video import VideoReader
+    from leed_train.data.synth import render_video
+
+    clip = tmp_path / "clip.mp4"
+    render_video(clip, identity=2, seconds=1.0, fps=30, size=(480, 320), seed=0, audio=False)
+    rows = list(csv.DictReader(Path(str(clip) + ".landmarks.csv").read_text().splitlines()))
+    previous, gaps, lost = [], [], 0
+    for row, frame in zip(rows, VideoReader(clip), strict=True):
+        truth = np.array([float(row[k]) for k in list(row)[1:]]).reshape(5, 2)
+        eye = np.linalg.norm(truth[1] - truth[0])
+        faces = detector.track(frame, previous) if previous else detector.detect(frame)
+        if not faces:
+            lost += 1
+            faces = detector.detect(frame)
+        assert len(faces) == 1
+        gaps.append(np.linalg.norm(faces[0].landmarks[:3] - truth[:3], axis=1).max() / eye)
+        previous = faces
+    assert lost <= 2, lost
+    assert np.median(gaps) < 0.15 and max(gaps) < 0.3, (np.median(gaps), max(gaps))
+    assert detector.track(np.zeros((120, 160, 3), np.uint8), previous) == []
