@@ -23,6 +23,7 @@ from leed_runtime.errors import LeedError
 from leed_runtime.face.align import crop_face
 from leed_runtime.face.paste import feather_mask, paste_back
 from leed_runtime.face.smooth import LandmarkSmoother
+from leed_runtime.image import to_rgb
 from leed_runtime.manifest import read_manifest, verify
 
 STAGES = ("decode", "detect", "align", "edit", "paste", "encode")
@@ -56,21 +57,6 @@ class Timings:
             for s in STAGES
             if (v := self.ms.get(s))
         }
-
-
-def to_rgb(image: np.ndarray, name: str = "image") -> np.ndarray:
-    """Grayscale, RGBA and 16-bit images -> RGB uint8 (H, W, 3)."""
-    if image.ndim == 2:
-        image = np.repeat(image[..., None], 3, axis=2)
-    if image.ndim != 3 or image.shape[2] not in (3, 4):
-        raise LeedError(f"{name}: expected an RGB image, got shape {image.shape}")
-    if image.shape[2] == 4:
-        image = image[..., :3]
-    if image.dtype == np.uint16:
-        image = (image >> 8).astype(np.uint8)
-    elif image.dtype != np.uint8:
-        image = np.clip(image, 0, 255).astype(np.uint8)
-    return np.ascontiguousarray(image)
 
 
 class Editor:

@@ -89,7 +89,7 @@ def decode_image(data: bytes, name: str) -> np.ndarray:
     applied); one-line LeedError naming `name` when it is empty, truncated, unreadable or huge."""
     import cv2
 
-    from leed_runtime.pipeline import to_rgb
+    from leed_runtime.image import to_rgb
 
     if not data:
         raise LeedError(f"{name}: missing or empty image")
@@ -103,6 +103,8 @@ def decode_image(data: bytes, name: str) -> np.ndarray:
         raise LeedError(
             f"{name}: {width}x{height} is larger than 8K ({MAX_PIXELS / 1e6:.0f} megapixels); downscale it first"
         )
+    if image.dtype.kind == "f":  # HDR/EXR decode to float: clip to 8 bits as before
+        image = np.clip(image, 0, 255).astype(np.uint8)
     return to_rgb(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), name)
 
 

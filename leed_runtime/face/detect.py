@@ -22,6 +22,7 @@ import numpy as np
 
 from leed_runtime.backends.base import Backend, open_backend
 from leed_runtime.errors import LeedError
+from leed_runtime.image import to_rgb
 from leed_runtime.manifest import Manifest
 
 NETS = ("pnet", "rnet", "onet")
@@ -35,20 +36,6 @@ class Face:
     box: np.ndarray
     score: float
     landmarks: np.ndarray
-
-
-def to_rgb(image: np.ndarray) -> np.ndarray:
-    """uint8 (H,W), (H,W,1), (H,W,3) RGB or (H,W,4) RGBA -> (H,W,3) RGB uint8."""
-    image = np.asarray(image)
-    if image.dtype != np.uint8:
-        raise LeedError(f"detect: image must be uint8 (0-255), got {image.dtype}")
-    if image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 1):
-        return cv2.cvtColor(image.reshape(image.shape[:2]), cv2.COLOR_GRAY2RGB)
-    if image.ndim == 3 and image.shape[2] == 4:
-        return cv2.cvtColor(image, cv2.COLOR_RGBA2RGB)
-    if image.ndim == 3 and image.shape[2] == 3:
-        return image
-    raise LeedError(f"detect: image must be (H,W), (H,W,3) RGB or (H,W,4) RGBA, got shape {list(image.shape)}")
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, method: str = "union") -> np.ndarray:
@@ -158,7 +145,7 @@ class MTCNNDetector:
     def detect(self, image: np.ndarray) -> list[Face]:
         """Faces in a uint8 RGB (or grayscale, RGBA) image, highest score first; [] if none."""
         self.activate()
-        img = to_rgb(image).astype(np.float32)
+        img = to_rgb(image, "detect").astype(np.float32)
         boxes = self._propose(img)
         if len(boxes):
             boxes = self._refine(img, boxes)
@@ -176,7 +163,7 @@ class MTCNNDetector:
         if not previous:
             return []
         self.activate()
-        img = to_rgb(image).astype(np.float32)
+        img = to_rgb(image, "detect").astype(np.float32)
         boxes = square(np.array([[*f.box, f.score] for f in previous], dtype=np.float32))
         boxes, points = self._output(img, boxes)
         order = np.argsort(-boxes[:, 4], kind="stable") if len(boxes) else []
