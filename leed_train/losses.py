@@ -120,13 +120,16 @@ def gradient_penalty(critic: Critic, real: Tensor, fake: Tensor) -> Tensor:
     return ((grad.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
 
 
-def critic_loss(critic: Critic, real: Tensor, fake: Tensor, lambda_gp: float) -> Tensor:
+def critic_loss(critic: Critic, real: Tensor, fake: Tensor, lambda_gp: float) -> tuple[Tensor, dict[str, Tensor]]:
     """Eq. 12 for the code critic: E[D(C^)] - E[D(C)] + lambda_gp * GP, with C = E(I) real codes
     and C^ = I(...) interpolated codes (both detached: this step trains the critic only).
     The paper writes log D but says it adopts WGAN-GP, whose critic is unbounded: we use the
-    Wasserstein form (no log)."""
+    Wasserstein form (no log). Returns the total and, detached, the Wasserstein estimate
+    E[D(C)] - E[D(C^)] (`critic_w`) and the penalty (`critic_gp`)."""
     real, fake = real.detach(), fake.detach()
-    return critic(fake).mean() - critic(real).mean() + lambda_gp * gradient_penalty(critic, real, fake)
+    d_adv = critic(fake).mean() - critic(real).mean()
+    gp = gradient_penalty(critic, real, fake)
+    return d_adv + lambda_gp * gp, {"critic_w": -d_adv.detach(), "critic_gp": gp.detach()}
 
 
 def adversarial_loss(fake_scores: Tensor) -> Tensor:

@@ -257,13 +257,12 @@ def leed_step(
     real_pool, fake = torch.cat([c_ia, c_rb]).detach().float(), c_hat.detach().float()
     for _ in range(cfg.n_critic):
         real = real_pool[torch.randperm(2 * n, device=run.device)[:n]]
-        d_adv = critic(fake).mean() - critic(real).mean()
-        gp = losses.gradient_penalty(critic, real, fake)
+        d_loss, parts = losses.critic_loss(critic, real, fake, cfg.lambda_gp)
         opts["critic"].zero_grad(set_to_none=True)
-        (d_adv + cfg.lambda_gp * gp).backward()
+        d_loss.backward()
         all_reduce_grads(list(critic.parameters()), run.world)
         opts["critic"].step()
-    stats.update(critic_w=-d_adv.item(), critic_gp=gp.item())
+    stats.update({k: v.item() for k, v in parts.items()})
 
     # --- 3. siamese network S (alternating with E) ---
     if cfg.use_siamese:

@@ -101,7 +101,7 @@ def test_gradient_penalty_linear_critic() -> None:
     assert losses.gradient_penalty(critic, real, fake).item() == pytest.approx(16.0)
     # Eq. 12: E[D(fake)] - E[D(real)] + lambda * GP
     expected = (fake @ w).mean() - (real @ w).mean() + 0.5 * 16.0
-    assert losses.critic_loss(critic, real, fake, lambda_gp=0.5).item() == pytest.approx(expected.item(), rel=1e-5)
+    assert losses.critic_loss(critic, real, fake, lambda_gp=0.5)[0].item() == pytest.approx(expected.item(), rel=1e-5)
 
 
 def test_gradient_penalty_is_differentiable() -> None:
