@@ -31,10 +31,10 @@ class TrainedRun:
     @torch.no_grad()
     def edit(self, face: torch.Tensor, reference: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
         """The full chain in PyTorch: D(I(E(G(face)), alpha * X(E(ref), E(G(ref)))))."""
+        from leed_train.stage_leed import edit
+
         g = self.neutralizer()
-        E, X, I, D = (self.nets[k] for k in ("E", "X", "I", "D"))
-        dexp = X(E(reference), E(g(reference)))
-        return D(I(E(g(face)), alpha * dexp)).clamp(-1, 1)
+        return edit(self.nets, g(face), reference, g(reference), alpha)
 
 
 def load_trained(run_dir: Path | str, device: str | torch.device = "cpu") -> TrainedRun:
