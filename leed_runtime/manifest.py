@@ -170,21 +170,27 @@ def parity_problem(parity: dict[str, float]) -> str | None:
     return None
 
 
+def check_artifact(folder: Path | str, name: str, art: Artifact, full: bool = True) -> Path:
+    """The artifact's path; refuses a missing file and (with `full`) one whose sha256 differs
+    from the manifest or whose recorded parity gate did not pass."""
+    folder = Path(folder)
+    path = folder / art.file
+    if not path.is_file():
+        raise LeedError(f"{path}: missing (artifact {name!r} of {folder / FILENAME}); re-run leed-export")
+    if not full:
+        return path
+    if sha256_file(path) != art.sha256:
+        raise LeedError(f"{path}: sha256 differs from {folder / FILENAME} (modified or corrupt); re-run leed-export")
+    problem = parity_problem(art.parity)
+    if problem is not None:
+        raise LeedError(f"{path}: refused, {problem} (per {folder / FILENAME}); re-run leed-export")
+    return path
+
+
 def verify(folder: Path | str, manifest: Manifest | None = None, names: list[str] | None = None) -> Manifest:
-    """Check every (or the named) artifact's file exists, matches its sha256 and passed its
-    parity gate."""
+    """Check every (or the named) artifact: file present, sha256 as listed, parity passed."""
     folder = Path(folder)
     manifest = manifest or read_manifest(folder)
     for name in names or sorted(manifest.artifacts):
-        art = manifest.artifact(name, folder)
-        path = folder / art.file
-        if not path.is_file():
-            raise LeedError(f"{path}: missing (artifact {name!r} of {folder / FILENAME}); re-run leed-export")
-        if sha256_file(path) != art.sha256:
-            raise LeedError(
-                f"{path}: sha256 differs from {folder / FILENAME} (modified or corrupt); re-run leed-export"
-            )
-        problem = parity_problem(art.parity)
-        if problem is not None:
-            raise LeedError(f"{path}: refused, {problem} (per {folder / FILENAME}); re-run leed-export")
+        check_artifact(folder, name, manifest.artifact(name, folder))
     return manifest

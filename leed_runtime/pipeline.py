@@ -24,7 +24,7 @@ from leed_runtime.face.align import crop_face
 from leed_runtime.face.paste import feather_mask, paste_back
 from leed_runtime.face.smooth import LandmarkSmoother
 from leed_runtime.image import to_rgb
-from leed_runtime.manifest import read_manifest, verify
+from leed_runtime.manifest import read_manifest
 
 STAGES = ("decode", "detect", "align", "edit", "paste", "encode")
 
@@ -77,7 +77,7 @@ class Editor:
         from leed_runtime.face.detect import MTCNNDetector
 
         self.folder = Path(model_dir)
-        self.manifest = verify(self.folder, read_manifest(self.folder))
+        self.manifest = read_manifest(self.folder)  # each backend verifies the file it loads
         self.kind, self.reason = choose_backend(backend, self.folder, self.manifest, "edit")
         self.stream = None
         options: dict[str, Any] = {}

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from leed_runtime.errors import LeedError
-from leed_runtime.manifest import FILENAME, Artifact, Manifest, TensorSpec, sha256_file
+from leed_runtime.manifest import Artifact, Manifest, TensorSpec, check_artifact
 
 BACKENDS = ("tensorrt", "tensorrt-rtx", "onnxruntime-cuda", "onnxruntime-cpu")
 
@@ -104,18 +104,9 @@ class Backend:
         return dims
 
     def check_file(self, verify: bool = True) -> Path:
-        """The artifact's path; refuses a missing file, and (with `verify`) a sha256 that
-        differs from the manifest."""
-        path = self.folder / self.artifact.file
-        if not path.is_file():
-            raise LeedError(
-                f"{path}: missing (artifact {self.artifact_name!r} of {self.folder / FILENAME}); re-run leed-export"
-            )
-        if verify and sha256_file(path) != self.artifact.sha256:
-            raise LeedError(
-                f"{path}: sha256 differs from {self.folder / FILENAME} (modified or corrupt); re-run leed-export"
-            )
-        return path
+        """The artifact's path; refuses a missing file and (with `verify`) a modified one or
+        one whose parity gate failed (`leed_runtime.manifest.check_artifact`)."""
+        return check_artifact(self.folder, self.artifact_name, self.artifact, full=verify)
 
     # -- for subclasses ----------------------------------------------------------------------
     def _activate(self) -> None:
