@@ -231,25 +231,22 @@ def _commands(libs: dict[str, dict[str, Any]], gpus: list[dict[str, Any]], sourc
         cmds["leed-run onnxruntime-cpu"] = _command(True, "CPUExecutionProvider (no GPU needed; slow)")
 
     gpu_reason = _no_gpu_reason(has, gpus, source)
-    if not ort["present"] or "CUDAExecutionProvider" not in providers:
-        cmds["leed-run onnxruntime-cuda"] = _command(False, f"onnxruntime has no CUDAExecutionProvider ({GPU})")
-    elif gpu_reason:
-        cmds["leed-run onnxruntime-cuda"] = _command(False, gpu_reason)
-    else:
-        cmds["leed-run onnxruntime-cuda"] = _command(True, f"on {cuda_gpus[0]['name']}")
 
-    if not has["tensorrt"]:
-        cmds["leed-run tensorrt"] = _command(False, f"needs tensorrt ({TENSORRT})")
-    elif gpu_reason:
-        cmds["leed-run tensorrt"] = _command(False, gpu_reason)
-    else:
-        cmds["leed-run tensorrt"] = _command(True, f"on {cuda_gpus[0]['name']}")
+    def gpu_backend(missing: str | None) -> dict:
+        """A GPU backend: refused for its missing library, then for the missing GPU."""
+        if missing:
+            return _command(False, missing)
+        if gpu_reason:
+            return _command(False, gpu_reason)
+        return _command(True, f"on {cuda_gpus[0]['name']}")
 
-    if not has["tensorrt_rtx"]:
-        cmds["leed-run tensorrt-rtx"] = _command(False, f"needs tensorrt_rtx ({TENSORRT_RTX})")
-    elif gpu_reason:
-        cmds["leed-run tensorrt-rtx"] = _command(False, gpu_reason)
-    else:
+    cuda_ep = ort["present"] and "CUDAExecutionProvider" in providers
+    cmds["leed-run onnxruntime-cuda"] = gpu_backend(
+        None if cuda_ep else f"onnxruntime has no CUDAExecutionProvider ({GPU})"
+    )
+    cmds["leed-run tensorrt"] = gpu_backend(None if has["tensorrt"] else f"needs tensorrt ({TENSORRT})")
+    cmds["leed-run tensorrt-rtx"] = gpu_backend(None if has["tensorrt_rtx"] else f"needs tensorrt_rtx ({TENSORRT_RTX})")
+    if cmds["leed-run tensorrt-rtx"]["ok"]:
         ok = [g for g in cuda_gpus if tuple(g["capability"]) in RTX_CAPABILITIES or g["capability"][0] == 12]
         if ok:
             cmds["leed-run tensorrt-rtx"] = _command(True, f"on {ok[0]['name']}")
