@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 EXTRAS ?= train,runtime,tensorrt-rtx,dev
 DEMO ?= demo
 
-.PHONY: install demo demo-train test test-fast lint format ci clean
+.PHONY: install demo demo-data demo-train test test-fast lint format ci clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,17 +18,25 @@ $(VENV)/.installed-$(EXTRAS): $(BIN)/python pyproject.toml constraints.txt
 
 install: $(VENV)/.installed-$(EXTRAS)
 
-demo: install
+# The README's first command: the shipped model (samples/models/tiny-synth) edits the demo
+# video offline on the CPU, happy then surprised every 2 s; writes out.mp4 and strip.png.
+# Installs only what leed-run needs (no torch).
+demo:
+	$(MAKE) install EXTRAS=runtime
+	$(BIN)/leed-run --video samples/demo.mp4 --ref samples/happy.jpg --ref samples/surprised.jpg \
+		--ref-switch 2 --out out.mp4 --strip strip.png
+
+# A synthetic face set and video to train on, checked.
+demo-data: install
 	$(BIN)/leed-synth faces $(DEMO)/faces --identities 6
 	$(BIN)/leed-synth video $(DEMO)/demo.mp4 --identity 3 --seconds 4
 	$(BIN)/leed-train $(DEMO)/faces --check
 	@echo
 	@echo "next: train, export and run a tiny model on it (about 4 minutes on 2 CPU cores): make demo-train"
-	@echo "      (a shipped, trained model lands with a later issue)"
 
 # Offline recipe: Psi on other synthetic people, then both LEED stages on demo/faces.
 # --perceptual l1 keeps it fast and offline (ImageNet VGG19, the default, needs its weights).
-demo-train: demo
+demo-train: demo-data
 	rm -rf runs/demo runs/demo-psi
 	$(BIN)/leed-synth faces $(DEMO)/psi --identities 6 --seed 1 --first-id 101
 	$(BIN)/leed-train $(DEMO)/psi --stage psi --preset tiny --out runs/demo-psi --max-steps 150 --batch-size 16
@@ -57,4 +65,4 @@ format: install
 ci: lint test
 
 clean:
-	rm -rf $(VENV) $(DEMO) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(DEMO) out.mp4 strip.png .pytest_cache .ruff_cache

@@ -215,9 +215,10 @@ def _load_run(path: Path, device: str) -> TrainedRun:
     return load_trained(path, device)
 
 
-def open_model(model_dir: str, cfg: EvalConfig) -> tuple[list[Editor], Path | None]:
+def open_model(model_dir: str, cfg: EvalConfig) -> tuple[list[Editor], Path | list[str] | None]:
     """The editors of MODEL_DIR (a run: LEED + its linear baseline; an export: LEED on ONNX) and
-    the split file that says which subjects it never saw (None when unknown)."""
+    what says which subjects it never saw: the run's split file, else the held-out subject ids
+    an export's manifest records (a shipped model whose run folder is elsewhere), else None."""
     from leed_runtime.manifest import FILENAME, read_manifest, verify
 
     path = Path(model_dir)
@@ -226,7 +227,8 @@ def open_model(model_dir: str, cfg: EvalConfig) -> tuple[list[Editor], Path | No
     if (path / FILENAME).is_file():
         manifest = verify(path, read_manifest(path), ["reference", "edit"])
         source = Path(str(manifest.source.get("run_dir", ""))) / "split.json"
-        return [OnnxEditor(path, manifest, cfg.batch_size)], source if source.is_file() else None
+        heldout = [str(s) for s in manifest.source.get("heldout_subjects", [])] or None
+        return [OnnxEditor(path, manifest, cfg.batch_size)], source if source.is_file() else heldout
     if (path / "config.json").is_file():
         run = _load_run(path, cfg.device)
         return [
@@ -253,14 +255,28 @@ def baseline_editor(run_dir: str, cfg: EvalConfig) -> Editor:
 # ---------------------------------------------------------------------------------------------
 
 
-def load_data(cfg: EvalConfig, split_path: Path | None) -> EvalData:
-    """The run's held-out subjects (first `cfg.subjects` of a seeded shuffle) and its training images."""
+def load_data(cfg: EvalConfig, split_path: Path | list[str] | None) -> EvalData:
+    """The run's held-out subjects (first `cfg.subjects` of a seeded shuffle) and its training images.
+
+    `split_path` is the run's split.json, or a list of held-out subject ids (from an export's
+    manifest: DATA_DIR's images of those subjects are held out, the rest count as training)."""
     from leed_train.data.cache import CropCache
     from leed_train.data.index import load_split, scan, split_by_subject
 
     data_dir = Path(cfg.data_dir)
     notes = []
-    if split_path is not None and split_path.is_file():
+    if isinstance(split_path, list):
+        heldout = set(split_path)
+        samples = scan(data_dir).samples
+        train = [s for s in samples if s.subject not in heldout]
+        val = [s for s in samples if s.subject in heldout]
+        if not val:
+            raise LeedError(
+                f"{data_dir}: none of the model's held-out subjects ({', '.join(sorted(heldout))}) is here; "
+                "evaluate on the data it was trained on (see its MODEL_CARD.md)"
+            )
+        notes.append(f"held-out subjects from the export's manifest: {', '.join(sorted({s.subject for s in val}))}")
+    elif split_path is not None and split_path.is_file():
         train, val = load_split(split_path, data_dir)
     else:
         train, val = split_by_subject(scan(data_dir).samples, 0.1, cfg.seed)

@@ -208,6 +208,13 @@ def _real_crops(run: TrainedRun, cfg: ExportConfig) -> tuple[torch.Tensor, torch
     return images[0::2].contiguous(), images[1::2].contiguous()
 
 
+def _heldout_subjects(split: Path) -> list[str]:
+    """Sorted validation subjects of a run's split.json ([] when it has none)."""
+    if not split.is_file():
+        return []
+    return sorted({str(s["subject"]) for s in json.loads(split.read_text()).get("val", [])})
+
+
 def _new_manifest(run: TrainedRun) -> Manifest:
     size = run.cfg.net.image_size
     leed_ckpt = run.checkpoints["leed"]
@@ -221,6 +228,9 @@ def _new_manifest(run: TrainedRun) -> Manifest:
             "checkpoint": str(leed_ckpt.relative_to(run.run_dir)),
             "neutralizer_checkpoint": str(run.checkpoints["neutralizer"].relative_to(run.run_dir)),
             "step": int(state["step"]),
+            "data_dir": run.cfg.data_dir,
+            # subjects the model never saw: leed-eval measures on them when run_dir is gone
+            "heldout_subjects": _heldout_subjects(run.run_dir / "split.json"),
         },
         image={
             "size": size,

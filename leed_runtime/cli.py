@@ -9,6 +9,7 @@ from leed_runtime.errors import LeedError, handle_errors
 RUN_EXAMPLE = """
 \b
 Examples:
+  leed-run --video samples/demo.mp4 --ref samples/happy.jpg --out out.mp4 --strip strip.png   # shipped model
   leed-run --video in.mp4 --ref smile.jpg --out out.mp4
   leed-run --video in.mp4 --ref happy.jpg --ref surprised.jpg --ref-switch 2   # alternate every 2 s
   leed-run --video in.mp4 --ref smile.jpg --alpha 1.5 --backend onnxruntime-cpu
@@ -44,6 +45,10 @@ Examples:
 @click.option("--no-smooth", is_flag=True, help="Do not smooth landmarks over time.")
 @click.option("--preview", is_flag=True, help="Show the result in a window while it runs.")
 @click.option("--max-frames", type=int, default=0, help="Stop after N frames.")
+@click.option(
+    "--strip", default=None, help="Also write a PNG: the reference(s), then input over edited for a few frames."
+)
+@click.option("--strip-frames", type=int, default=4, show_default=True, help="Frames shown in --strip.")
 @click.option("--summary-json", default=None, help="Also write the run summary (timings) as JSON here.")
 @handle_errors
 def run_main(refs: tuple[str, ...], ref_weights: str | None, no_smooth: bool, **opts: object) -> None:

@@ -15,7 +15,7 @@ import numpy as np
 
 from leed_runtime.errors import LeedError
 
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "samples" / "models" / "small"
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "samples" / "models" / "tiny-synth"
 
 
 @dataclass
@@ -38,6 +38,8 @@ class RunConfig:
     preview: bool = False
     max_frames: int = 0  # > 0: stop after N frames (webcam, tests)
     summary_json: str | None = None
+    strip: str | None = None  # PNG: references, then input over edited for `strip_frames` frames
+    strip_frames: int = 4
 
     def validate(self) -> RunConfig:
         sources = [s for s in (self.video, self.image, self.webcam) if s is not None]
@@ -55,6 +57,10 @@ class RunConfig:
             raise LeedError(f"--ref-weights: {len(self.ref_weights)} weights for {len(self.refs)} references")
         if self.max_faces < 1:
             raise LeedError("--max-faces must be at least 1")
+        if self.strip is not None and self.video is None:
+            raise LeedError("--strip needs --video (it shows frames spread over the video)")
+        if self.strip is not None and Path(self.strip).suffix.lower() != ".png":
+            raise LeedError(f"--strip {self.strip}: give a .png file name")
         if self.detect_every < 1:
             raise LeedError("--detect-every must be at least 1 (1 = detect on every frame)")
         if self.model is None:
@@ -162,7 +168,11 @@ def run(cfg: RunConfig) -> dict:
             out = editor(read_image(cfg.image))
             write_image(cfg.out, out)
         else:
-            _run_stream(cfg, editor, reader, codes, fps, tqdm)
+            pairs = _run_stream(cfg, editor, reader, codes, fps, tqdm)
+            if cfg.strip is not None and pairs:
+                from leed_runtime.strip import contact_strip
+
+                write_image(cfg.strip, contact_strip(refs, pairs))
         summary = _summary(cfg, editor, time.perf_counter() - start)
     print(_format_summary(summary))
     if cfg.summary_json:
@@ -181,7 +191,9 @@ def _dexp_at(codes: list[np.ndarray], t: float, every: float) -> np.ndarray:
     return ((1 - w) * a + w * b).astype(np.float32)
 
 
-def _run_stream(cfg: RunConfig, editor, reader, codes: list[np.ndarray], fps: float, tqdm) -> None:  # noqa: ANN001
+def _run_stream(cfg: RunConfig, editor, reader, codes: list[np.ndarray], fps: float, tqdm) -> list:  # noqa: ANN001
+    """Edit every frame; returns (input, edited) copies of the frames `--strip` shows."""
+    from leed_runtime.strip import pick_frames
     from leed_runtime.video import VideoWriter
 
     if reader is not None:
@@ -189,6 +201,8 @@ def _run_stream(cfg: RunConfig, editor, reader, codes: list[np.ndarray], fps: fl
     else:
         frames, total, size, audio = _webcam(cfg.webcam), None, None, None
     writer = None
+    keep = pick_frames(min(total or 0, cfg.max_frames or total or 0), cfg.strip_frames) if cfg.strip else set()
+    pairs = []
     bar = tqdm(total=total, unit="frame", desc="leed-run", dynamic_ncols=True)
     try:
         t_wait = time.perf_counter()
@@ -199,6 +213,8 @@ def _run_stream(cfg: RunConfig, editor, reader, codes: list[np.ndarray], fps: fl
                 writer = VideoWriter(cfg.out, reader.fps if reader else fps, size, audio_from=audio)
             dexp = _dexp_at(codes, i / fps, cfg.ref_switch) if cfg.ref_switch > 0 else None
             out = editor(frame, dexp)
+            if i in keep:
+                pairs.append((frame.copy(), out.copy()))
             if writer is not None:
                 with editor.timings("encode"):
                     writer.write(out)
@@ -218,6 +234,7 @@ def _run_stream(cfg: RunConfig, editor, reader, codes: list[np.ndarray], fps: fl
         bar.close()
     if writer is not None:
         writer.close()
+    return pairs
 
 
 def _webcam(index: int):  # noqa: ANN202 - iterator of RGB frames
@@ -274,4 +291,6 @@ def _format_summary(s: dict) -> str:
         lines.append(f"  {stage:<8}{v['mean']:>9.2f}{v['p50']:>8.2f}{v['p99']:>8.2f}")
     if s["output"]:
         lines.append(f"  wrote {s['output']}")
+    if s["config"].get("strip"):
+        lines.append(f"  wrote {s['config']['strip']}")
     return "\n".join(lines)

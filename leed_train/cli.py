@@ -51,6 +51,16 @@ def _csv(value: str) -> tuple[str, ...]:
 @click.option(
     "--gan-labels", type=click.Choice(["binary", "expression"]), default=None, help="Stage 1 labels [default: binary]."
 )
+@click.option("--gan-lr", type=float, default=None, help="StarGAN learning rate (stargan: 1e-4).")
+@click.option("--gan-n-critic", type=int, default=None, help="StarGAN D updates per G update [default: 5].")
+@click.option(
+    "--gan-pair-l1",
+    "gan_lambda_pair",
+    type=float,
+    default=None,
+    help="Not in the paper: weight of an L1 from G(x, neutral) to the subject's own neutral photo "
+    "at the same angle and gaze (RaFD, leed-synth). Speeds stage 1 up a lot [default: 0, off].",
+)
 @click.option("--psi-epochs", type=int, default=None, help="Epochs of --stage psi.")
 @click.option("--lr", type=float, default=None, help="LEED learning rate (paper: 1e-4).")
 @click.option("--log-every", type=int, default=None, help="Steps between logged losses.")

@@ -115,6 +115,9 @@ class TrainConfig:
     gan_lambda_rec: float = 10.0
     gan_lambda_gp: float = 10.0
     gan_labels: str = "binary"  # binary (neutral / expressive) | expression (8 classes)
+    # Not in the paper: L1 from G(x, neutral) to the same subject's neutral photo at the same
+    # angle and gaze (RaFD and leed-synth have one), re-warped to x's alignment. 0 = off.
+    gan_lambda_pair: float = 0.0
     # --- psi stage ---
     psi_epochs: int = 30
     psi_lr: float = 1e-3

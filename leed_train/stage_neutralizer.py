@@ -59,6 +59,42 @@ def _labels(run: Run) -> torch.Tensor:
     return torch.tensor([EXPRESSIONS.index(n) for n in names])
 
 
+def neutral_targets(samples: list, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For `--gan-pair-l1`: each crop's own neutral face, (N,H,W,3) uint8, and a bool mask of
+    the crops that have one.
+
+    The partner is the neutral image of the same subject, angle and gaze. Crops are aligned
+    on five landmarks that move with the expression (mouth corners), so the partner's crop is
+    re-warped into this crop's frame: image -> crop matrices M_i, M_p give crop_p -> crop_i
+    = M_i M_p^-1. Neutral crops are their own target (G must leave them alone).
+    """
+    import cv2
+
+    from leed_runtime.face.align import alignment_matrix
+
+    size = crops.shape[1]
+    key = {(s.subject, s.angle, s.gaze): i for i, s in enumerate(samples) if s.neutral}
+    targets = np.zeros_like(crops)
+    has = np.zeros(len(samples), dtype=bool)
+
+    def affine(s: object) -> np.ndarray:
+        return np.vstack([alignment_matrix(s.landmarks, size), [0.0, 0.0, 1.0]])
+
+    for i, s in enumerate(samples):
+        p = key.get((s.subject, s.angle, s.gaze))
+        if p is None:
+            continue
+        has[i] = True
+        if p == i or s.landmarks is None or samples[p].landmarks is None:
+            targets[i] = crops[p]
+            continue
+        m = (affine(s) @ np.linalg.inv(affine(samples[p])))[:2]
+        targets[i] = cv2.warpAffine(
+            np.ascontiguousarray(crops[p]), m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        )
+    return targets, has
+
+
 def build_neutralizer(run: Run) -> tuple[torch.nn.Module, torch.nn.Module, int, int]:
     from leed_train.stargan import Discriminator, Generator
 
@@ -83,6 +119,14 @@ def train_neutralizer(run: Run) -> torch.nn.Module:
         return G.eval()
     total = cfg.gan_iters if cfg.max_steps <= 0 else min(cfg.gan_iters, cfg.max_steps)
     data = FaceCrops(run.crops, run.train, flip=False)
+    if cfg.gan_lambda_pair > 0:
+        pair_targets, pair_has = neutral_targets(run.train, run.crops)
+        if not pair_has.any():
+            raise LeedError(
+                f"{cfg.data_dir}: --gan-pair-l1 needs each subject's neutral photo at the same angle and gaze "
+                "(RaFD or leed-synth names); none found, drop the flag"
+            )
+        pair_has = torch.from_numpy(pair_has)
     bar = tqdm(total=total, initial=start, desc="stage 1 neutralizer", disable=not run.main, dynamic_ncols=True)
     for step, _epoch, batch in batches_of(run, data, cfg.gan_batch_size, start, total):
         lr = linear_decay(step, cfg.gan_iters, cfg.gan_iters - min(cfg.gan_decay_iters, cfg.gan_iters // 2), cfg.gan_lr)
@@ -114,6 +158,14 @@ def train_neutralizer(run: Run) -> torch.nn.Module:
             g_loss, g_parts = losses.stargan_g_loss(
                 D, x, fake.float(), rec.float(), c_trg, cfg.gan_lambda_cls, cfg.gan_lambda_rec
             )
+            if cfg.gan_lambda_pair > 0:
+                idx = batch["index"]
+                pick = (pair_has[idx] & (c_trg.cpu() == neutral)).to(run.device)
+                target = crops_to_device(run, pair_targets[idx.numpy()])
+                target = torch.where(flip.to(run.device).view(-1, 1, 1, 1), target.flip(3), target)
+                l_pair = losses.masked_l1(fake.float(), target, pick)
+                g_loss = g_loss + cfg.gan_lambda_pair * l_pair
+                g_parts["G/loss_pair"] = l_pair.detach()
             opt_g.zero_grad(set_to_none=True)
             g_loss.backward()
             all_reduce_grads(list(G.parameters()), run.world)

@@ -48,7 +48,8 @@ def edited(
     summary = out.with_suffix(".json")
     proc = leed_run(
         "--video", str(clip), "--ref", str(reference), "--model", str(tiny_export), "--out", str(out),
-        "--backend", "onnxruntime-cpu", "--summary-json", str(summary),
+        "--backend", "onnxruntime-cpu", "--summary-json", str(summary), "--strip", str(out.with_suffix(".png")),
+        "--strip-frames", "3",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "onnxruntime-cpu" in proc.stdout and "frames" in proc.stdout
@@ -75,6 +76,19 @@ def test_video_keeps_frames_rate_and_audio(edited: tuple[Path, dict], clip: Path
     assert dst.has_audio
     assert summary["faces_edited"] >= 25 and summary["frames_without_face"] <= 5
     assert set(summary["ms_per_stage"]) >= {"decode", "detect", "align", "edit", "paste", "encode"}
+
+
+def test_strip_shows_reference_and_three_frames(edited: tuple[Path, dict], clip: Path) -> None:
+    import cv2
+
+    from leed_runtime.strip import TILE
+
+    strip = cv2.imread(str(edited[0].with_suffix(".png")))
+    assert strip is not None and strip.shape[0] == 2 * TILE + 6
+    frame_w = round(480 * TILE / 320)
+    # a square reference as tall as the strip, then 3 (input over edit) columns, 6 px gaps
+    assert strip.shape[1] == (2 * TILE + 6) + 3 * (frame_w + 6)
+    assert edited[1]["config"]["strip"] == str(edited[0].with_suffix(".png"))
 
 
 def test_only_the_face_changes(edited: tuple[Path, dict], clip: Path, tmp_path: Path) -> None:

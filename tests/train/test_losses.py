@@ -248,3 +248,10 @@ def test_stargan_losses() -> None:
     assert g_parts["G/loss_rec"].item() == pytest.approx((real - rec).abs().mean().item(), rel=1e-5)
     g_loss.backward()
     assert any(p.grad is not None for p in G.parameters())
+
+
+def test_masked_l1_averages_only_the_picked_images() -> None:
+    x = torch.zeros(3, 3, 4, 4)
+    target = torch.stack([torch.full((3, 4, 4), v) for v in (1.0, 2.0, 5.0)])
+    assert losses.masked_l1(x, target, torch.tensor([True, True, False])).item() == pytest.approx(1.5)
+    assert losses.masked_l1(x, target, torch.tensor([False, False, False])).item() == 0.0

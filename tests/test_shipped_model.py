@@ -1,0 +1,152 @@
+"""The model in the box (samples/models/tiny-synth): the README's first command works offline
+with it, its edits move faces toward the reference's expression, and its leed-eval SSIM on
+held-out synthetic people still matches its model card."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from leed_runtime.manifest import read_manifest, verify
+from leed_runtime.run import DEFAULT_MODEL
+from leed_runtime.video import VideoReader
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "samples"
+CARD = DEFAULT_MODEL / "MODEL_CARD.md"
+
+RUN_MAIN = """
+from leed_runtime.cli import run_main
+sys.argv[0] = "leed-run"
+run_main()
+"""
+
+
+def demo_args() -> list[str]:
+    """The `leed-run` arguments of the Makefile's `demo` target (the README's first command)."""
+    text = (ROOT / "Makefile").read_text().replace("\\\n", " ")
+    recipe = text.split("\ndemo:", 1)[1].split("\n\n", 1)[0]
+    line = next(ln for ln in recipe.splitlines() if "leed-run" in ln)
+    return shlex.split(line.split("leed-run", 1)[1])
+
+
+def card_number(key: str) -> float:
+    """A number the model card states as `<!-- key -->0.123`."""
+    match = re.search(rf"<!-- {key} -->\s*([0-9.]+)", CARD.read_text())
+    assert match, f"{CARD} states no {key}"
+    return float(match.group(1))
+
+
+def test_readme_first_command_is_make_demo() -> None:
+    readme = (ROOT / "README.md").read_text()
+    first_block = readme.split("```bash", 1)[1].split("```", 1)[0]
+    assert first_block.strip().splitlines()[0].startswith("make demo")
+    args = demo_args()
+    assert "--model" not in args  # the shipped model is the default
+    for value in ("samples/demo.mp4", "samples/happy.jpg", "samples/surprised.jpg"):
+        assert value in args and (ROOT / value).is_file()
+
+
+def test_shipped_model_is_verified_small_and_carded() -> None:
+    manifest = verify(DEFAULT_MODEL, read_manifest(DEFAULT_MODEL))
+    assert {"reference", "edit"} <= set(manifest.artifacts)
+    assert all(a.precision == "fp32" for a in manifest.artifacts.values())
+    size = sum(p.stat().st_size for p in DEFAULT_MODEL.rglob("*") if p.is_file())
+    assert size <= 25 * 2**20, size
+    assert manifest.source["heldout_subjects"]  # leed-eval finds who it never saw
+    text = CARD.read_text()
+    for needed in ("leed-synth faces", "leed-train", "leed-export", "leed-eval", "wall", "synthetic", "RaFD"):
+        assert needed in text, needed
+
+
+@pytest.fixture(scope="module")
+def demo_run(python_without_torch: Callable, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
+    tmp = tmp_path_factory.mktemp("demo")
+    args = demo_args()
+    args[args.index("--out") + 1] = str(tmp / "out.mp4")
+    args[args.index("--strip") + 1] = str(tmp / "strip.png")
+    proc = python_without_torch(RUN_MAIN, *args, "--backend", "onnxruntime-cpu")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return tmp / "out.mp4", tmp / "strip.png", proc.stdout
+
+
+def test_demo_writes_the_video_and_the_strip(demo_run: tuple[Path, Path, str]) -> None:
+    out, strip, stdout = demo_run
+    src, dst = VideoReader(SAMPLES / "demo.mp4"), VideoReader(out)
+    assert dst.frames == src.frames and dst.fps == src.fps and dst.has_audio
+    assert (dst.width, dst.height) == (src.width, src.height)
+    assert "frames without a face" in stdout and "0 faces edited" not in stdout
+    import cv2
+
+    image = cv2.imread(str(strip))
+    assert image is not None and image.shape[0] >= 512 and image.shape[1] > 4 * image.shape[0] // 2
+
+
+@pytest.fixture(scope="module")
+def ci_faces(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The model card's CI data: synthetic people 01-07 as in the training set (seed 0, 256 px);
+    04 and 07 are held out (never trained on), the others were trained on."""
+    from leed_train.data.synth import render_faces
+
+    out = tmp_path_factory.mktemp("ci") / "faces"
+    render_faces(out, identities=7, seed=0, size=256, workers=2)
+    return out
+
+
+def held_out(faces: Path) -> list[str]:
+    present = {p.name.split("_")[1] for p in faces.glob("*.jpg")}
+    return sorted(present & set(read_manifest(DEFAULT_MODEL).source["heldout_subjects"]))
+
+
+@pytest.mark.parametrize("expression", ["happy", "surprised"])
+def test_edit_moves_the_face_toward_the_reference_expression(
+    ci_faces: Path, python_without_torch: Callable, tmp_path: Path, expression: str
+) -> None:
+    """leed-run --image on person A's neutral face with person B's expressive face as the
+    reference: in the region where A's true expressive face differs from A's neutral face,
+    the edit is closer to that truth than the input was."""
+    from leed_runtime.run import read_image
+
+    a, b = held_out(ci_faces)[:2]
+    assert (a, b) == ("04", "07")
+    face = next(ci_faces.glob(f"Rafd090_{a}_*_neutral_frontal.jpg"))
+    truth = read_image(next(ci_faces.glob(f"Rafd090_{a}_*_{expression}_frontal.jpg"))).astype(np.float32)
+    ref = next(ci_faces.glob(f"Rafd090_{b}_*_{expression}_frontal.jpg"))
+    out = tmp_path / "edited.png"
+    proc = python_without_torch(
+        RUN_MAIN, "--image", str(face), "--ref", str(ref), "--out", str(out), "--backend", "onnxruntime-cpu"
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    before, after = read_image(face).astype(np.float32), read_image(out).astype(np.float32)
+    changes = np.abs(truth - before).sum(-1) > 60  # where the expression shows (mouth, brows, eyes)
+    assert changes.sum() > 300
+    d_before = np.abs(truth - before).sum(-1)[changes].mean()
+    d_after = np.abs(truth - after).sum(-1)[changes].mean()
+    assert d_after < 0.9 * d_before, (d_before, d_after)
+
+
+def test_leed_eval_ssim_matches_the_model_card(ci_faces: Path, tmp_path: Path) -> None:
+    """The card's CI row, recomputed with the card's own command on the card's data."""
+    import json
+    import sys
+
+    synth, command = (shlex.split(m) for m in re.findall(r"<!-- ci-(?:data|eval) -->\s*`([^`]+)`", CARD.read_text()))
+    assert synth[:3] == ["leed-synth", "faces", "data/ci"] and synth[3:] == ["--identities", "7"]
+    assert command[:3] == ["leed-eval", "samples/models/tiny-synth", "data/ci"]
+    args = command[3:]
+    args[args.index("--out") + 1] = str(tmp_path / "report")
+    proc = subprocess.run(
+        [str(Path(sys.executable).with_name("leed-eval")), str(DEFAULT_MODEL), str(ci_faces), *args],
+        capture_output=True, text=True, cwd=ROOT, timeout=900,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    assert result["data"]["held_out_subjects"] == held_out(ci_faces)
+    ssim = result["methods"]["LEED (ONNX)"]["ssim"]
+    assert ssim >= card_number("ci-ssim") - 0.02, ssim
