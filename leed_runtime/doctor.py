@@ -9,8 +9,6 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import platform
-import shutil
-import subprocess
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -108,34 +106,6 @@ def _cuda_gpus() -> tuple[list[dict[str, Any]], str]:
     return gpus, f"driver {driver // 1000}.{driver % 1000 // 10}: {listed}" if gpus else "no GPU"
 
 
-def _ffmpeg_version(exe: str) -> str:
-    out = subprocess.run([exe, "-version"], capture_output=True, text=True, timeout=10).stdout
-    first = out.splitlines()[0] if out else "no -version output"
-    return first.split(" Copyright")[0].replace("ffmpeg version ", "ffmpeg ")
-
-
-def _bundled_ffmpeg() -> dict[str, Any]:
-    entry = _probe("imageio_ffmpeg", "imageio-ffmpeg", BASE)
-    if not entry["present"]:
-        return entry
-    try:
-        exe = importlib.import_module("imageio_ffmpeg").get_ffmpeg_exe()
-        entry["detail"] = f"{_ffmpeg_version(exe)} (bundled)"
-    except Exception as exc:
-        entry.update(present=False, detail=f"no usable ffmpeg: {_reason(exc)}")
-    return entry
-
-
-def _system_ffmpeg() -> dict[str, Any]:
-    exe = shutil.which("ffmpeg")
-    if exe is None:
-        return _entry(False, None, "not on PATH (optional: the bundled one is used)")
-    try:
-        return _entry(True, None, f"{_ffmpeg_version(exe)} at {exe}")
-    except Exception as exc:
-        return _entry(False, None, f"{exe} does not run: {_reason(exc)}")
-
-
 # ---------------------------------------------------------------------------------------------
 # Collect
 
@@ -145,8 +115,7 @@ def _libraries() -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]], str]:
         "python": _entry(True, platform.python_version(), f"{sys.executable}"),
         "numpy": _probe("numpy", "numpy", BASE),
         "opencv": _probe("cv2", "opencv-python-headless", BASE),
-        "ffmpeg (imageio-ffmpeg)": _bundled_ffmpeg(),
-        "ffmpeg (system)": _system_ffmpeg(),
+        "pyav": _probe("av", "av", BASE, lambda m: f"FFmpeg {m.ffmpeg_version_info} inside the wheel"),
         "torch": _probe("torch", "torch", TRAIN, _torch_details),
         "safetensors": _probe("safetensors", "safetensors", TRAIN),
         "tensorboard": _probe("tensorboard", "tensorboard", TRAIN),
@@ -194,14 +163,13 @@ def _needs(libs: dict[str, dict[str, Any]], names: list[str], fix: str) -> str:
 
 def _commands(libs: dict[str, dict[str, Any]], gpus: list[dict[str, Any]], source: str) -> dict[str, dict[str, Any]]:
     has = {name: entry["present"] for name, entry in libs.items()}
-    ffmpeg = has["ffmpeg (imageio-ffmpeg)"] or has["ffmpeg (system)"]
     cuda_gpus = gpus if source == "cuda-python" else []
     cmds: dict[str, dict[str, Any]] = {}
 
-    if has["numpy"] and has["opencv"] and ffmpeg:
-        cmds["leed-synth"] = _command(True, "numpy, OpenCV and ffmpeg present")
+    if has["numpy"] and has["opencv"] and has["pyav"]:
+        cmds["leed-synth"] = _command(True, "numpy, OpenCV and PyAV present")
     else:
-        missing = _missing(libs, ["numpy", "opencv"]) + ([] if ffmpeg else ["ffmpeg"])
+        missing = _missing(libs, ["numpy", "opencv", "pyav"])
         cmds["leed-synth"] = _command(False, f"needs {', '.join(missing)} ({BASE})")
 
     train_libs = ["torch", "safetensors", "tensorboard"]

@@ -14,10 +14,8 @@ import json
 import math
 import multiprocessing
 import os
-import subprocess
 import tempfile
 import time
-import wave
 from dataclasses import asdict
 from fractions import Fraction
 from pathlib import Path
@@ -201,7 +199,10 @@ def expression_at(t: float, order: list[str], segment: float = 1.6, hold: float 
     return EXPRESSION_PARAMS[a] * (1 - w) + EXPRESSION_PARAMS[b] * w
 
 
-def _audio_wav(path: Path, seconds: float, rate: int = 48000) -> None:
+def _audio_track(path: Path, seconds: float, rate: int = 48000) -> None:
+    """A mono AAC track (a few notes and a chirp) of `seconds`, encoded in process with PyAV."""
+    import av
+
     t = np.arange(int(round(seconds * rate))) / rate
     notes = np.array([261.63, 329.63, 392.0, 523.25, 440.0, 349.23])
     seg = (t // 0.8).astype(int)
@@ -209,13 +210,17 @@ def _audio_wav(path: Path, seconds: float, rate: int = 48000) -> None:
     env = np.minimum(1, phase_t / 0.02) * np.exp(-phase_t * 3)
     tone = np.sin(2 * np.pi * notes[seg % len(notes)] * t) * env
     chirp = np.sin(2 * np.pi * (200 * t + 40 * t**2))
-    signal = 0.3 * tone + 0.05 * chirp
-    pcm = (np.clip(signal, -1, 1) * 32767).astype("<i2")
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(pcm.tobytes())
+    pcm = (np.clip(0.3 * tone + 0.05 * chirp, -1, 1) * 32767).astype(np.int16)
+    with av.open(str(path), mode="w", format="mp4") as container:
+        stream = container.add_stream("aac", rate=rate, layout="mono")
+        stream.bit_rate = 128_000
+        for start in range(0, len(pcm), 1024):
+            frame = av.AudioFrame.from_ndarray(pcm[None, start : start + 1024], format="s16", layout="mono")
+            frame.sample_rate, frame.pts = rate, start
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
 
 
 def _check_video_args(out: Path, identity: int, seconds: float, fps: float, size: tuple[int, int]) -> None:
@@ -241,8 +246,10 @@ def render_video(
     seed: int = 0,
     audio: bool = True,
 ) -> None:
-    """Write an H.264/yuv420p (+ AAC 48 kHz) clip of one moving synthetic head, and OUT.landmarks.csv."""
-    import imageio_ffmpeg
+    """Write an H.264/yuv420p (+ AAC 48 kHz) clip of one moving synthetic head, and OUT.landmarks.csv.
+
+    Encoded with leed-run's own `VideoWriter` (PyAV): temp file, audio muxed, renamed when done."""
+    from leed_runtime.video import VideoWriter
 
     out = Path(out)
     _check_video_args(out, identity, seconds, fps, size)
@@ -256,42 +263,16 @@ def render_video(
     side = 2 * int(0.6 * height)
     margin = side
     bg = background(scene, width + 2 * margin, height + 2 * margin)
-    ex = imageio_ffmpeg.get_ffmpeg_exe()
-    tmp = out.with_name(f".{out.stem}.partial{out.suffix or '.mp4'}")
-    wav = out.with_name(f".{out.stem}.partial.wav")
-    cmd = [ex, "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}"]
-    cmd += ["-framerate", f"{rate.numerator}/{rate.denominator}", "-i", "-"]
-    if audio:
-        _audio_wav(wav, n_frames / rate)
-        cmd += ["-i", str(wav), "-map", "0:v", "-map", "1:a", "-c:a", "aac", "-b:a", "128k", "-ar", "48000"]
-    cmd += ["-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-pix_fmt", "yuv420p", "-movflags", "+faststart"]
-    cmd += ["-f", "mp4" if tmp.suffix.lower() in (".mp4", ".m4v", ".mov") else "matroska", str(tmp)]
     rows = []
-    with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=err)
-        try:
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.stem}.") as tmp:
+        track = Path(tmp) / "audio.m4a"
+        if audio:
+            _audio_track(track, float(n_frames / rate))
+        with VideoWriter(out, rate, (width, height), audio_from=track if audio else None, crf=20) as writer:
             for i in tqdm(range(n_frames), unit="frame", desc="leed-synth video"):
-                t = float(i / rate)
-                frame, lm = _video_frame(ident, scene, bg, margin, (width, height), side, t, order)
-                proc.stdin.write(frame.tobytes())
+                frame, lm = _video_frame(ident, scene, bg, margin, (width, height), side, float(i / rate), order)
+                writer.write(frame)
                 rows.append([i, *(f"{v:.3f}" for v in lm.reshape(-1))])
-            proc.stdin.close()
-            rc = proc.wait()
-        except BaseException:
-            proc.kill()
-            proc.wait()
-            tmp.unlink(missing_ok=True)
-            wav.unlink(missing_ok=True)
-            err.seek(0)
-            tail = err.read().decode(errors="replace").strip().splitlines()[-1:]
-            raise LeedError(f"{out}: ffmpeg stopped while encoding ({' '.join(tail) or 'broken pipe'})") from None
-        wav.unlink(missing_ok=True)
-        if rc != 0:
-            tmp.unlink(missing_ok=True)
-            err.seek(0)
-            tail = err.read().decode(errors="replace").strip().splitlines()[-1:]
-            raise LeedError(f"{out}: ffmpeg failed with code {rc} ({' '.join(tail)})")
-    os.replace(tmp, out)
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(["frame", *LANDMARK_HEADER])
