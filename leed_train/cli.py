@@ -63,6 +63,12 @@ def _csv(value: str) -> tuple[str, ...]:
 )
 @click.option("--psi-epochs", type=int, default=None, help="Epochs of --stage psi.")
 @click.option("--lr", type=float, default=None, help="LEED learning rate (paper: 1e-4).")
+@click.option(
+    "--lambda-recon",
+    type=float,
+    default=None,
+    help="Weight of Eq. 15 in E's update (paper: 10, tuned for VGG19 features; pixel MSE needs more).",
+)
 @click.option("--log-every", type=int, default=None, help="Steps between logged losses.")
 @click.option("--sample-every", type=int, default=None, help="Steps between PNG sample grids.")
 @click.option("--checkpoint-every", type=int, default=None, help="Steps between checkpoints.")
