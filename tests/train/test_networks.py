@@ -150,3 +150,29 @@ def test_onnx_parity_tiny(tmp_path, nets: dict, images: torch.Tensor, codes: tor
         with torch.no_grad():
             want = net(*inputs).numpy()
         assert np.abs(got - want).max() < 1e-4, name
+
+
+def test_recalibrated_decoder_decodes_real_codes_in_eval_as_in_train(tiny: NetConfig) -> None:
+    """D's BatchNorm statistics polluted by other inputs (the siamese path's interpolated codes)
+    are re-estimated on E(I): eval mode then matches train mode on those images."""
+    from leed_train.stage_leed import recalibrate_decoder
+
+    torch.manual_seed(0)
+    leed = build_leed_networks(tiny)
+    E, D = leed["E"], leed["D"]
+    x = torch.rand(32, 3, 128, 128) * 2 - 1
+    with torch.no_grad():
+        D.train()
+        for _ in range(5):
+            D(torch.randn(8, tiny.code_channels, 8, 8) * 10 + 3)  # other inputs, as in training
+        truth = D(E(x))  # train mode: statistics of these very images
+        D.eval()
+        before = (D(E(x)) - truth).abs().mean().item()
+    weights = {k: v.clone() for k, v in D.state_dict().items() if "running" not in k and "num_batches" not in k}
+    recalibrate_decoder(E, D, iter([x[:16], x[16:]]))
+    with torch.no_grad():
+        after = (D(E(x)) - truth).abs().mean().item()
+    assert after < 0.1 * before, (before, after)
+    assert not D.training  # modes restored
+    assert all(torch.equal(v, D.state_dict()[k]) for k, v in weights.items())
+    assert all(m.momentum == 0.1 for m in D.modules() if isinstance(m, torch.nn.BatchNorm2d))
