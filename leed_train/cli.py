@@ -69,6 +69,12 @@ def _csv(value: str) -> tuple[str, ...]:
     default=None,
     help="Weight of Eq. 15 in E's update (paper: 10, tuned for VGG19 features; pixel MSE needs more).",
 )
+@click.option(
+    "--lambda-adv",
+    type=float,
+    default=None,
+    help="Weight of Eq. 13 (paper: 1). Its Wasserstein form can outweigh Eq. 6-7 in I's update; see README.",
+)
 @click.option("--log-every", type=int, default=None, help="Steps between logged losses.")
 @click.option("--sample-every", type=int, default=None, help="Steps between PNG sample grids.")
 @click.option("--checkpoint-every", type=int, default=None, help="Steps between checkpoints.")

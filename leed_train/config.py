@@ -99,6 +99,7 @@ class TrainConfig:
     lambda_recon: float = 10.0
     lambda_s: float = 1000.0
     lambda_gp: float = 100.0
+    lambda_adv: float = 1.0  # Eq. 13's weight (the paper: 1); the Wasserstein form's scale differs from log D
     n_critic: int = 5  # critic updates per step (WGAN-GP's recipe; the paper gives none)
     siamese_margin: float = 0.5  # TraVeLGAN-style margin keeping S from collapsing
     use_q: bool = True  # --no-q ablation (Fig. 3)

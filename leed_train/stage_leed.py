@@ -265,7 +265,7 @@ def leed_step(
         real_codes = torch.cat([c_ia, c_rb])
         recon = D(scale_grad(real_codes, cfg.lambda_recon))
         l_recon = losses.perceptual_loss(phi, recon.float(), torch.cat([ia, rb]).float())
-        total_loss = total_loss + l_adv + l_interp + l_idt + l_recon
+        total_loss = total_loss + cfg.lambda_adv * l_adv + l_interp + l_idt + l_recon
         if cfg.use_siamese:
             with frozen(X, I, D, S):
                 i_b = D(I(c_in, X(c_rb, c_rn)))
