@@ -63,6 +63,7 @@ def _csv(value: str) -> tuple[str, ...]:
 )
 @click.option("--psi-epochs", type=int, default=None, help="Epochs of --stage psi.")
 @click.option("--lr", type=float, default=None, help="LEED learning rate (paper: 1e-4).")
+@click.option("--lr-decoder", type=float, default=None, help="D's learning rate, if not --lr (same schedule).")
 @click.option(
     "--lambda-recon",
     type=float,

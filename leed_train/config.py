@@ -93,6 +93,7 @@ class TrainConfig:
     max_steps: int = 0  # > 0 stops early (smoke runs); the lr schedule still follows `epochs`
     batch_size: int = 24
     lr: float = 1e-4
+    lr_decoder: float = 0.0  # > 0: D's learning rate (same schedule); 0 = lr
     beta1: float = 0.5
     beta2: float = 0.999
     lambda_q: float = 0.01

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -40,6 +41,9 @@ from leed_train.loop import (
     save_grid,
     to_device,
 )
+
+if TYPE_CHECKING:
+    from leed_train.config import TrainConfig
 
 STAGE = "leed"
 
@@ -84,11 +88,18 @@ def build(run: Run) -> tuple[dict[str, torch.nn.Module], dict[str, torch.optim.O
     if cfg.perceptual == "vgg19" and cfg.preset == "paper":
         _init_encoder_from_vgg19(nets["E"])
     opts = {
-        k: torch.optim.Adam(m.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+        k: torch.optim.Adam(m.parameters(), lr=base_lr(cfg, k), betas=(cfg.beta1, cfg.beta2))
         for k, m in nets.items()
         if (k != "Q" or cfg.use_q) and (k != "S" or cfg.use_siamese)
     }
     return nets, opts
+
+
+def base_lr(cfg: TrainConfig, network: str) -> float:
+    """--lr, or --lr-decoder for D. D's only loss is Eq. 14 and it cannot move the codes, so
+    it can learn faster than the adversarial part without the codes running away (a CPU run
+    at --lr 1e-3 for every network diverged within 600 steps; D alone at 1e-3 does not)."""
+    return cfg.lr_decoder if network == "D" and cfg.lr_decoder > 0 else cfg.lr
 
 
 def _init_encoder_from_vgg19(E: torch.nn.Module) -> None:
@@ -173,9 +184,9 @@ def train_leed(run: Run) -> dict[str, torch.nn.Module]:
     bar = tqdm(total=total, initial=start, desc="stage 2 LEED", disable=not run.main, dynamic_ncols=True)
     for step, _epoch, batch in batches_of(run, data, cfg.batch_size, start, total):
         lr = linear_decay(step, total_planned, total_planned // 2, cfg.lr)
-        for opt in opts.values():
+        for k, opt in opts.items():
             for group in opt.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * base_lr(cfg, k) / cfg.lr
         stats = leed_step(run, nets, opts, phi, psi, reducer, batch)
         bar.update(1)
         if step % cfg.log_every == 0 or step == total - 1:
