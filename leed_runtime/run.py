@@ -212,9 +212,10 @@ def _run_stream(cfg: RunConfig, editor, reader, codes: list[np.ndarray], fps: fl
                 size = size or (frame.shape[1], frame.shape[0])
                 writer = VideoWriter(cfg.out, reader.fps if reader else fps, size, audio_from=audio)
             dexp = _dexp_at(codes, i / fps, cfg.ref_switch) if cfg.ref_switch > 0 else None
+            original = frame.copy() if i in keep else None  # the Editor edits in place
             out = editor(frame, dexp)
-            if i in keep:
-                pairs.append((frame.copy(), out.copy()))
+            if original is not None:
+                pairs.append((original, out.copy()))
             if writer is not None:
                 with editor.timings("encode"):
                     writer.write(out)

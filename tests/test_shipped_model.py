@@ -105,42 +105,55 @@ def held_out(faces: Path) -> list[str]:
     return sorted(present & set(read_manifest(DEFAULT_MODEL).source["heldout_subjects"]))
 
 
-def test_edits_move_the_face_toward_the_reference_expression(ci_faces: Path) -> None:
-    """Person A's neutral face edited with person B's neutral, happy and surprised faces (A and B
-    held out, never trained on). Where A's true expressions differ from A's neutral face, the
-    edit with B's happy face is closer to A's true happy face than the edits with B's neutral
-    or surprised face are, and likewise for surprised.
+@pytest.fixture(scope="module")
+def held_out_frontal(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Four of the shipped model's held-out people (never trained on), frontal camera, 256 px."""
+    from leed_train.data.synth import render_faces
 
-    The edit with a neutral reference is the baseline rather than the input itself: the same
-    neutralizer, encoder and decoder run, so what differs is only the expression taken from
-    the reference (this CPU-trained model's decoder is blurry: against the sharp input, the
-    blur would dominate any distance)."""
+    out = {}
+    for subject in read_manifest(DEFAULT_MODEL).source["heldout_subjects"][:4]:
+        out[subject] = tmp_path_factory.mktemp(f"person{subject}")
+        render_faces(out[subject], identities=1, seed=0, size=256, angles=("090",), first_id=int(subject), workers=1)
+    return out
+
+
+def test_edits_move_the_face_toward_the_reference_expression(held_out_frontal: dict[str, Path]) -> None:
+    """For every ordered pair (A, B) of held-out people and each of the 7 expressions e, A's
+    neutral face is edited with B's face showing e. Where A's true face with e differs from
+    A's neutral face, the edit should be closer to that truth than the edit with B's neutral
+    face (the same neutralizer, encoder and decoder: only the reference's expression differs;
+    against the sharp input the blurry CPU decoder would dominate any distance).
+
+    On average, and in more than half of the 84 cases, it must be. The shipped CPU model's
+    effect is weak (measured when it was trained: 52 of 84, mean gain 0.76 of a 0-765 pixel
+    distance); a model that ignored the reference would sit at chance."""
     from leed_runtime.pipeline import Editor
     from leed_runtime.run import read_image
 
-    a, b = held_out(ci_faces)[:2]
-
     def image(subject: str, expression: str) -> np.ndarray:
-        return read_image(next(ci_faces.glob(f"Rafd090_{subject}_*_{expression}_frontal.jpg")))
+        return read_image(next(held_out_frontal[subject].glob(f"Rafd090_{subject}_*_{expression}_frontal.jpg")))
 
-    face = image(a, "neutral")
-    truth = {e: image(a, e).astype(np.float32) for e in ("happy", "surprised")}
-    edits = {}
+    expressions = ["angry", "contemptuous", "disgusted", "fearful", "happy", "sad", "surprised"]
+    gains = []
     with Editor(DEFAULT_MODEL, backend="onnxruntime-cpu", smooth=False, detect_every=1) as editor:
-        for e in ("neutral", *truth):
-            editor.set_reference(image(b, e))
-            edits[e] = editor(face.copy()).astype(np.float32)  # the Editor edits in place
-    region = np.zeros(face.shape[:2], bool)
-    for t in truth.values():
-        region |= np.abs(t - face).sum(-1) > 60  # mouth, brows, eyes
-    assert region.sum() > 500
-
-    def dist(x: np.ndarray, y: np.ndarray) -> float:
-        return float(np.abs(x - y).sum(-1)[region].mean())
-
-    for e, other in (("happy", "surprised"), ("surprised", "happy")):
-        assert dist(edits[e], truth[e]) < dist(edits["neutral"], truth[e]), e
-        assert dist(edits[e], truth[e]) < dist(edits[other], truth[e]), e
+        for a in held_out_frontal:
+            face = image(a, "neutral")
+            for b in held_out_frontal:
+                if a == b:
+                    continue
+                editor.set_reference(image(b, "neutral"))
+                baseline = editor(face.copy()).astype(np.float32)  # the Editor edits in place
+                for e in expressions:
+                    truth = image(a, e).astype(np.float32)
+                    region = np.abs(truth - face).sum(-1) > 60  # where e shows: mouth, brows, eyes
+                    editor.set_reference(image(b, e))
+                    edit = editor(face.copy()).astype(np.float32)
+                    d_edit = np.abs(edit - truth).sum(-1)[region].mean()
+                    d_base = np.abs(baseline - truth).sum(-1)[region].mean()
+                    gains.append(d_base - d_edit)
+    gains = np.array(gains)
+    assert len(gains) == 84
+    assert gains.mean() > 0 and (gains > 0).mean() > 0.5, (gains.mean(), (gains > 0).sum())
 
 
 def test_leed_eval_ssim_matches_the_model_card(ci_faces: Path, tmp_path: Path) -> None:

@@ -89,6 +89,9 @@ def test_strip_shows_reference_and_three_frames(edited: tuple[Path, dict], clip:
     # a square reference as tall as the strip, then 3 (input over edit) columns, 6 px gaps
     assert strip.shape[1] == (2 * TILE + 6) + 3 * (frame_w + 6)
     assert edited[1]["config"]["strip"] == str(edited[0].with_suffix(".png"))
+    x0 = 2 * TILE + 6 + 6  # first frame column
+    top, bottom = strip[:TILE, x0 : x0 + frame_w], strip[TILE + 6 :, x0 : x0 + frame_w]
+    assert np.abs(top.astype(np.int16) - bottom).mean() > 1.0  # input above, the edit below
 
 
 def test_only_the_face_changes(edited: tuple[Path, dict], clip: Path, tmp_path: Path) -> None:
