@@ -276,7 +276,6 @@ def load_data(cfg: EvalConfig, split_path: Path | list[str] | None) -> EvalData:
                 f"{data_dir}: none of the model's held-out subjects ({', '.join(sorted(heldout))}) is here; "
                 "evaluate on the data it was trained on (see its MODEL_CARD.md)"
             )
-        notes.append(f"held-out subjects from the export's manifest: {', '.join(sorted({s.subject for s in val}))}")
     elif split_path is not None and split_path.is_file():
         train, val = load_split(split_path, data_dir)
     else:
