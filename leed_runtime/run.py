@@ -201,7 +201,8 @@ def _run_stream(cfg: RunConfig, editor, reader, codes: list[np.ndarray], fps: fl
     else:
         frames, total, size, audio = _webcam(cfg.webcam), None, None, None
     writer = None
-    keep = pick_frames(min(total or 0, cfg.max_frames or total or 0), cfg.strip_frames) if cfg.strip else set()
+    shown = min((n for n in (total, cfg.max_frames) if n), default=None)  # frames this run will edit
+    keep = pick_frames(shown, cfg.strip_frames) if cfg.strip else set()
     pairs = []
     bar = tqdm(total=total, unit="frame", desc="leed-run", dynamic_ncols=True)
     try:

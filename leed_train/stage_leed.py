@@ -186,7 +186,7 @@ def train_leed(run: Run) -> dict[str, torch.nn.Module]:
         lr = linear_decay(step, total_planned, total_planned // 2, cfg.lr)
         for k, opt in opts.items():
             for group in opt.param_groups:
-                group["lr"] = lr * base_lr(cfg, k) / cfg.lr
+                group["lr"] = linear_decay(step, total_planned, total_planned // 2, base_lr(cfg, k))
         stats = leed_step(run, nets, opts, phi, psi, reducer, batch)
         bar.update(1)
         if step % cfg.log_every == 0 or step == total - 1:

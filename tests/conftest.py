@@ -108,3 +108,18 @@ def python_without_torch() -> Callable[..., subprocess.CompletedProcess]:
         )
 
     return run
+
+
+RUN_MAIN = """
+from leed_runtime.cli import run_main
+sys.argv[0] = "leed-run"
+run_main()
+"""
+
+
+@pytest.fixture(scope="session")
+def leed_run(
+    python_without_torch: Callable[..., subprocess.CompletedProcess],
+) -> Callable[..., subprocess.CompletedProcess]:
+    """`leed-run ARGS` in a fresh interpreter where importing torch fails."""
+    return lambda *args: python_without_torch(RUN_MAIN, *args)

@@ -21,12 +21,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "samples"
 CARD = DEFAULT_MODEL / "MODEL_CARD.md"
 
-RUN_MAIN = """
-from leed_runtime.cli import run_main
-sys.argv[0] = "leed-run"
-run_main()
-"""
-
 
 def demo_args() -> list[str]:
     """The `leed-run` arguments of the Makefile's `demo` target (the README's first command)."""
@@ -66,12 +60,12 @@ def test_shipped_model_is_verified_small_and_carded() -> None:
 
 
 @pytest.fixture(scope="module")
-def demo_run(python_without_torch: Callable, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
+def demo_run(leed_run: Callable, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
     tmp = tmp_path_factory.mktemp("demo")
     args = demo_args()
     args[args.index("--out") + 1] = str(tmp / "out.mp4")
     args[args.index("--strip") + 1] = str(tmp / "strip.png")
-    proc = python_without_torch(RUN_MAIN, *args, "--backend", "onnxruntime-cpu")
+    proc = leed_run(*args, "--backend", "onnxruntime-cpu")
     assert proc.returncode == 0, proc.stderr[-2000:]
     return tmp / "out.mp4", tmp / "strip.png", proc.stdout
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import corpus
@@ -13,18 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-RUN_MAIN = """
-from leed_runtime.cli import run_main
-sys.argv[0] = "leed-run"
-run_main()
-"""
 TINY = ["--preset", "tiny", "--device", "cpu", "--workers", "0", "--perceptual", "l1"]
-
-
-@pytest.fixture(scope="module")
-def leed_run(python_without_torch) -> Callable[..., subprocess.CompletedProcess]:  # noqa: ANN001
-    """`leed-run ARGS` in a fresh interpreter where importing torch fails."""
-    return lambda *args: python_without_torch(RUN_MAIN, *args)
 
 
 def command(name: str, *args: str) -> subprocess.CompletedProcess:

@@ -4,26 +4,12 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from leed_runtime.video import VideoReader, VideoWriter
-
-RUN_MAIN = """
-from leed_runtime.cli import run_main
-sys.argv[0] = "leed-run"
-run_main()
-"""
-
-
-@pytest.fixture(scope="module")
-def leed_run(python_without_torch) -> Callable[..., subprocess.CompletedProcess]:  # noqa: ANN001
-    """`leed-run ARGS` in a fresh interpreter where importing torch fails."""
-    return lambda *args: python_without_torch(RUN_MAIN, *args)
 
 
 @pytest.fixture(scope="module")
