@@ -35,13 +35,13 @@ demo-data: install
 	@echo "next: train, export and run a tiny model on it (about 4 minutes on 2 CPU cores): make demo-train"
 
 # Offline recipe: Psi on other synthetic people, then both LEED stages on demo/faces.
-# --perceptual l1 keeps it fast and offline (ImageNet VGG19, the default, needs its weights).
+# --perceptual pixels keeps it fast and offline (ImageNet VGG19, the default, needs its weights).
 demo-train: demo-data
 	rm -rf runs/demo runs/demo-psi
 	$(BIN)/leed-synth faces $(DEMO)/psi --identities 6 --seed 1 --first-id 101
 	$(BIN)/leed-train $(DEMO)/psi --stage psi --preset tiny --out runs/demo-psi --max-steps 150 --batch-size 16
 	$(BIN)/leed-train $(DEMO)/faces --preset tiny --out runs/demo --psi runs/demo-psi/psi.safetensors \
-		--perceptual l1 --max-steps 300 --batch-size 8 --sample-every 100
+		--perceptual pixels --max-steps 300 --batch-size 8 --sample-every 100
 	$(BIN)/leed-export runs/demo --out exports/demo --force
 	$(BIN)/leed-run --model exports/demo --video $(DEMO)/demo.mp4 --out $(DEMO)/out.mp4 \
 		--ref "$$(ls $(DEMO)/faces/Rafd090_05_*_happy_frontal.jpg | head -1)"

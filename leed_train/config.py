@@ -19,7 +19,7 @@ from leed_runtime.errors import LeedError
 
 PRESETS = ("paper", "small", "tiny")
 STAGES = ("all", "neutralizer", "leed", "psi")
-PERCEPTUAL = ("vgg19", "random-vgg19", "l1")
+PERCEPTUAL = ("vgg19", "random-vgg19", "pixels")
 
 
 @dataclass
@@ -105,7 +105,7 @@ class TrainConfig:
     siamese_margin: float = 0.5  # TraVeLGAN-style margin keeping S from collapsing
     use_q: bool = True  # --no-q ablation (Fig. 3)
     use_siamese: bool = True  # --no-siamese ablation (Fig. 3)
-    perceptual: str = "vgg19"  # vgg19 | random-vgg19 | l1
+    perceptual: str = "vgg19"  # vgg19 | random-vgg19 | pixels
     psi: str = ""  # path of a psi checkpoint (.safetensors) or TorchScript/ONNX feature model
     # --- neutralizer stage (yunjey/stargan recipe) ---
     gan_iters: int = 200_000
@@ -137,11 +137,13 @@ class TrainConfig:
         """Fill `net` from `preset` and validate option values."""
         if self.stage not in STAGES:
             raise LeedError(f"--stage {self.stage!r} is unknown; choose one of {', '.join(STAGES)}")
-        if self.perceptual not in PERCEPTUAL:
-            raise LeedError(f"--perceptual {self.perceptual!r} is unknown; choose one of {', '.join(PERCEPTUAL)}")
+        cfg = dataclasses.replace(self)
+        if cfg.perceptual == "l1":  # the former, misleading name of "pixels" (it was always MSE)
+            cfg.perceptual = "pixels"
+        if cfg.perceptual not in PERCEPTUAL:
+            raise LeedError(f"--perceptual {cfg.perceptual!r} is unknown; choose one of {', '.join(PERCEPTUAL)}")
         if self.batch_size < 2:
             raise LeedError(f"--batch-size {self.batch_size} is too small: pairs need at least 2")
-        cfg = dataclasses.replace(self)
         if cfg.net.preset != cfg.preset:
             cfg.net = NetConfig.from_preset(cfg.preset)
         return cfg

@@ -65,7 +65,7 @@ def load_vgg19_weights(model: VGG19Features, path: str | Path | None = None) -> 
     cached = Path(torch.hub.get_dir()) / "checkpoints" / VGG19_FILE
     hint = (
         f"put torchvision's {VGG19_FILE} ({VGG19_URL}) at {cached}, "
-        "or train with --perceptual random-vgg19 or --perceptual l1 (lower quality)"
+        "or train with --perceptual random-vgg19 or --perceptual pixels (lower quality)"
     )
     if path is not None:
         if not Path(path).is_file():
@@ -89,7 +89,7 @@ def load_vgg19_weights(model: VGG19Features, path: str | Path | None = None) -> 
 
 
 class _Pixels(nn.Module):
-    """The `l1` perceptual mode: the image itself as the only 'feature map'."""
+    """The `pixels` perceptual mode: the image itself as the only 'feature map' (pixel MSE)."""
 
     def forward(self, x: Tensor) -> list[Tensor]:
         return [x]
@@ -105,7 +105,7 @@ def build_perceptual(mode: str, device: torch.device | str) -> nn.Module:
 
     - "vgg19": ImageNet VGG19 (the paper's choice); raises LeedError without weights.
     - "random-vgg19": the same network with seeded random weights, warned about.
-    - "l1": the pixels themselves (`perceptual_loss` becomes pixel MSE), warned about.
+    - "pixels": the pixels themselves (`perceptual_loss` becomes pixel MSE), warned about.
     """
     if mode == "vgg19":
         model = VGG19Features()
@@ -121,14 +121,14 @@ def build_perceptual(mode: str, device: torch.device | str) -> nn.Module:
             torch.manual_seed(PERCEPTUAL_SEED)
             model = VGG19Features()
         return _frozen(model, device)
-    if mode == "l1":
+    if mode == "pixels":
         warnings.warn(
-            "--perceptual l1: reconstruction is pixel MSE, no perceptual features; "
+            "--perceptual pixels: reconstruction is pixel MSE, no perceptual features; "
             "expect clearly blurrier reconstructions than with ImageNet VGG19",
             stacklevel=2,
         )
         return _frozen(_Pixels(), device)
-    raise LeedError(f"--perceptual {mode!r} is unknown; choose one of vgg19, random-vgg19, l1")
+    raise LeedError(f"--perceptual {mode!r} is unknown; choose one of vgg19, random-vgg19, pixels")
 
 
 class BasicBlock(nn.Module):

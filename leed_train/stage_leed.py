@@ -107,7 +107,7 @@ def _init_encoder_from_vgg19(E: torch.nn.Module) -> None:
     the VGG encoders of [9,33] the paper follows, so at `paper` width E's first 12 convs
     (conv1_1..conv4_4) start from the ImageNet VGG19 weights, ImageNet normalisation folded
     into the first conv; the last conv keeps He init. Other widths and runs without VGG19
-    weights (--perceptual random-vgg19|l1) start from He init everywhere."""
+    weights (--perceptual random-vgg19|pixels) start from He init everywhere."""
     from leed_train.features import VGG19Features, load_vgg19_weights
 
     vgg = VGG19Features()

@@ -41,7 +41,7 @@ def synth_psi_faces(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-TINY = ["--preset", "tiny", "--device", "cpu", "--workers", "0", "--perceptual", "l1"]
+TINY = ["--preset", "tiny", "--device", "cpu", "--workers", "0", "--perceptual", "pixels"]
 
 
 def train_cli(args: list[str]) -> None:

@@ -55,7 +55,7 @@ def test_video_json(tiny_export: Path, synth_faces: Path, tmp_path: Path) -> Non
 
 def test_train_json(tmp_path: Path) -> None:
     data = _bench(
-        ["train", "--preset", "tiny", "--batch-size", "2", "--steps", "1", "--warmup", "0", "--perceptual", "l1"],
+        ["train", "--preset", "tiny", "--batch-size", "2", "--steps", "1", "--warmup", "0", "--perceptual", "pixels"],
         tmp_path / "train.json",
     )
     assert data["device"] == "cpu" and data["images_per_s"] > 0 and data["peak_rss_mb"] > 0

@@ -79,8 +79,8 @@ def tiny_run(synth_faces: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     common = [str(synth_faces), "--out", str(out), "--preset", "tiny", "--device", "cpu", "--workers", "0"]
     runner = CliRunner()
     for extra in (
-        ["--stage", "neutralizer", "--gan-iters", "4", "--perceptual", "l1"],
-        ["--stage", "leed", "--max-steps", "4", "--no-q", "--batch-size", "4", "--perceptual", "l1"],
+        ["--stage", "neutralizer", "--gan-iters", "4", "--perceptual", "pixels"],
+        ["--stage", "leed", "--max-steps", "4", "--no-q", "--batch-size", "4", "--perceptual", "pixels"],
     ):
         result = runner.invoke(train_main, common + extra, catch_exceptions=False)
         assert result.exit_code == 0, result.output

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-TINY = ["--preset", "tiny", "--device", "cpu", "--workers", "0", "--perceptual", "l1"]
+TINY = ["--preset", "tiny", "--device", "cpu", "--workers", "0", "--perceptual", "pixels"]
 
 
 def command(name: str, *args: str) -> subprocess.CompletedProcess:

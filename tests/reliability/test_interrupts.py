@@ -14,7 +14,7 @@ from pathlib import Path
 import corpus
 import pytest
 
-TINY = ["--preset", "tiny", "--device", "cpu", "--workers", "0", "--perceptual", "l1"]
+TINY = ["--preset", "tiny", "--device", "cpu", "--workers", "0", "--perceptual", "pixels"]
 
 
 def popen(name: str, *args: str) -> subprocess.Popen:

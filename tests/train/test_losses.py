@@ -140,7 +140,7 @@ def test_perceptual_loss_eq14(random_vgg: torch.nn.Module, images: torch.Tensor)
 
 def test_perceptual_modes_warn_or_refuse(tmp_path, images: torch.Tensor) -> None:
     with pytest.warns(UserWarning, match="pixel MSE"):
-        pixels = build_perceptual("l1", "cpu")
+        pixels = build_perceptual("pixels", "cpu")
     assert losses.perceptual_loss(pixels, images, images * 0).item() == pytest.approx(images.pow(2).mean().item())
     with pytest.warns(UserWarning, match="untrained VGG19"):
         build_perceptual("random-vgg19", "cpu")
@@ -255,3 +255,15 @@ def test_masked_l1_averages_only_the_picked_images() -> None:
     target = torch.stack([torch.full((3, 4, 4), v) for v in (1.0, 2.0, 5.0)])
     assert losses.masked_l1(x, target, torch.tensor([True, True, False])).item() == pytest.approx(1.5)
     assert losses.masked_l1(x, target, torch.tensor([False, False, False])).item() == 0.0
+
+
+def test_old_run_configs_with_perceptual_l1_load_as_pixels(tmp_path) -> None:
+    """`--perceptual pixels` was called `l1` (it was always pixel MSE): runs saved under the old
+    name still resume and export; unknown names are refused with the choices."""
+    from leed_train.config import TrainConfig
+
+    path = tmp_path / "config.json"
+    path.write_text(TrainConfig(perceptual="l1", preset="tiny").to_json())
+    assert TrainConfig.load(path).resolved().perceptual == "pixels"
+    with pytest.raises(LeedError, match="pixels"):
+        TrainConfig(perceptual="l2").resolved()

@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from leed_train.checkpoint import latest_checkpoint
 from leed_train.cli import train_main
 
-TINY = ["--preset", "tiny", "--device", "cpu", "--workers", "0", "--perceptual", "l1", "--log-every", "1"]
+TINY = ["--preset", "tiny", "--device", "cpu", "--workers", "0", "--perceptual", "pixels", "--log-every", "1"]
 
 
 def _train(args: list[str]) -> None:
