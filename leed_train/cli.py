@@ -61,6 +61,7 @@ def _csv(value: str) -> tuple[str, ...]:
     help="Not in the paper: weight of an L1 from G(x, neutral) to the subject's own neutral photo "
     "at the same angle and gaze (RaFD, leed-synth). Speeds stage 1 up a lot [default: 0, off].",
 )
+@click.option("--n-critic", type=int, default=None, help="Code-critic updates per LEED step (WGAN-GP) [default: 5].")
 @click.option("--psi-epochs", type=int, default=None, help="Epochs of --stage psi.")
 @click.option("--lr", type=float, default=None, help="LEED learning rate (paper: 1e-4).")
 @click.option("--lr-decoder", type=float, default=None, help="D's learning rate, if not --lr (same schedule).")

@@ -38,11 +38,42 @@ def test_user_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
 def test_dry_run_prints_the_resolved_config(tmp_path: Path) -> None:
     import json
 
-    proc = _run("leed-train", str(tmp_path), "--preset", "small", "--no-q", "--dry-run", "--out", str(tmp_path / "run"))
+    proc = _run(
+        "leed-train",
+        str(tmp_path),
+        "--preset",
+        "small",
+        "--no-q",
+        "--n-critic",
+        "2",
+        "--dry-run",
+        "--out",
+        str(tmp_path / "run"),
+    )
     assert proc.returncode == 0, proc.stderr
     cfg = json.loads(proc.stdout)
     assert cfg["net"]["preset"] == "small" and cfg["use_q"] is False and cfg["lambda_s"] == 1000.0
+    assert cfg["n_critic"] == 2 and cfg["perceptual"] == "vgg19"
     assert not (tmp_path / "run").exists()  # a dry run writes nothing
+
+
+def test_resume_with_more_epochs_keeps_the_run_s_options(tmp_path: Path) -> None:
+    """`--resume --epochs N` extends a run: the saved options stay, only the epochs change
+    (the shipped model was trained so); a config saved with the old name `l1` still loads."""
+    import json
+
+    from leed_train.config import TrainConfig
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(
+        TrainConfig(preset="tiny", epochs=14, lr=2e-4, lambda_recon=1000.0, perceptual="l1", out=str(run)).to_json()
+    )
+    proc = _run("leed-train", str(tmp_path), "--out", str(run), "--resume", "--epochs", "50", "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    cfg = json.loads(proc.stdout)
+    assert cfg["epochs"] == 50 and cfg["lr"] == 2e-4 and cfg["lambda_recon"] == 1000.0
+    assert cfg["net"]["preset"] == "tiny" and cfg["perceptual"] == "pixels"
 
 
 @pytest.mark.parametrize(

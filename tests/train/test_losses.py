@@ -255,15 +255,3 @@ def test_masked_l1_averages_only_the_picked_images() -> None:
     target = torch.stack([torch.full((3, 4, 4), v) for v in (1.0, 2.0, 5.0)])
     assert losses.masked_l1(x, target, torch.tensor([True, True, False])).item() == pytest.approx(1.5)
     assert losses.masked_l1(x, target, torch.tensor([False, False, False])).item() == 0.0
-
-
-def test_old_run_configs_with_perceptual_l1_load_as_pixels(tmp_path) -> None:
-    """`--perceptual pixels` was called `l1` (it was always pixel MSE): runs saved under the old
-    name still resume and export; unknown names are refused with the choices."""
-    from leed_train.config import TrainConfig
-
-    path = tmp_path / "config.json"
-    path.write_text(TrainConfig(perceptual="l1", preset="tiny").to_json())
-    assert TrainConfig.load(path).resolved().perceptual == "pixels"
-    with pytest.raises(LeedError, match="pixels"):
-        TrainConfig(perceptual="l2").resolved()
