@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from leed_runtime.errors import LeedError, handle_errors
+from leed_train.config import PERCEPTUAL
 
 BACKENDS = ["auto", "tensorrt", "tensorrt-rtx", "onnxruntime-cuda", "onnxruntime-cpu"]
 EXAMPLE = """
@@ -117,7 +118,7 @@ def video(export_dir: str, video: str, refs: tuple[str, ...], json_out: str | No
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N")
 @click.option("--steps", type=int, default=10, show_default=True, help="Timed steps.")
 @click.option("--warmup", type=int, default=2, show_default=True)
-@click.option("--perceptual", type=click.Choice(["random-vgg19", "vgg19", "pixels"]), default="random-vgg19")
+@click.option("--perceptual", type=click.Choice(PERCEPTUAL), default="random-vgg19")
 @click.option("--no-q", is_flag=True, help="Without L_Q (and Psi).")
 @click.option("--threads", type=int, default=0, help="torch CPU threads [default: torch's].")
 @click.option("--json", "json_out", default=None, help="Write the results as JSON here.")

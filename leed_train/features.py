@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from leed_runtime.errors import LeedError
+from leed_train.config import PERCEPTUAL
 
 VGG19_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
 VGG19_FILE = "vgg19-dcbb9e9d.pth"
@@ -128,7 +129,7 @@ def build_perceptual(mode: str, device: torch.device | str) -> nn.Module:
             stacklevel=2,
         )
         return _frozen(_Pixels(), device)
-    raise LeedError(f"--perceptual {mode!r} is unknown; choose one of vgg19, random-vgg19, pixels")
+    raise LeedError(f"--perceptual {mode!r} is unknown; choose one of {', '.join(PERCEPTUAL)}")
 
 
 class BasicBlock(nn.Module):

@@ -183,10 +183,11 @@ def train_leed(run: Run) -> dict[str, torch.nn.Module]:
     total = total_planned if cfg.max_steps <= 0 else min(total_planned, cfg.max_steps)
     bar = tqdm(total=total, initial=start, desc="stage 2 LEED", disable=not run.main, dynamic_ncols=True)
     for step, _epoch, batch in batches_of(run, data, cfg.batch_size, start, total):
-        lr = linear_decay(step, total_planned, total_planned // 2, cfg.lr)
+        decay = linear_decay(step, total_planned, total_planned // 2, 1.0)  # one schedule, scaled per network
+        lr = cfg.lr * decay
         for k, opt in opts.items():
             for group in opt.param_groups:
-                group["lr"] = linear_decay(step, total_planned, total_planned // 2, base_lr(cfg, k))
+                group["lr"] = base_lr(cfg, k) * decay
         stats = leed_step(run, nets, opts, phi, psi, reducer, batch)
         bar.update(1)
         if step % cfg.log_every == 0 or step == total - 1:
