@@ -107,6 +107,10 @@ class Editor:
         """Fig. 4's feature sets of images `x`, flattened, by name."""
         raise NotImplementedError
 
+    def neutral(self, x: torch.Tensor) -> torch.Tensor:
+        """The neutralizer's output G(x, neutral) for images `x`."""
+        raise NotImplementedError
+
     def close(self) -> None:
         """Release sessions (exports)."""
 
@@ -163,6 +167,10 @@ class TorchEditor(Editor):
             "Extractor X": torch.cat(ext).numpy(),
         }
 
+    @torch.no_grad()
+    def neutral(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.g(b).float().clamp(-1, 1).cpu() for b in self._batches(x, f"{self.label}: neutral")])
+
 
 class OnnxEditor(Editor):
     """An export folder's `reference` and `edit` graphs on onnxruntime (CPU)."""
@@ -177,6 +185,7 @@ class OnnxEditor(Editor):
         self.edit.activate()
         self.ref_in, self.ref_out = self.ref.inputs[0].name, self.ref.outputs[0].name
         self.edit_out = self.edit.outputs[0].name
+        self.folder, self.manifest = folder, manifest
 
     def reference_codes(self, refs: torch.Tensor) -> torch.Tensor:
         out = []
@@ -201,6 +210,21 @@ class OnnxEditor(Editor):
 
     def features(self, x: torch.Tensor) -> dict[str, np.ndarray]:
         return {"Extractor X": self.reference_codes(x).flatten(1).numpy()}
+
+    def neutral(self, x: torch.Tensor) -> torch.Tensor:
+        from leed_runtime.backends.base import open_backend
+
+        g = open_backend("onnxruntime-cpu", self.folder, self.manifest, "neutralizer")
+        g.activate()
+        try:
+            name, out = g.inputs[0].name, g.outputs[0].name
+            batches = range(0, len(x), self.batch_size)
+            return torch.cat([
+                torch.from_numpy(np.array(g.infer({name: x[i : i + self.batch_size].numpy().astype(np.float32)})[out]))
+                for i in batches
+            ]).clamp(-1, 1)  # fmt: skip
+        finally:
+            g.deactivate()
 
     def close(self) -> None:
         self.ref.deactivate()
@@ -433,6 +457,37 @@ def method_metrics(
     return out
 
 
+def neutralizer_metrics(cfg: EvalConfig, editor: Editor, data: EvalData, clf: dict) -> dict | None:
+    """Stage 1 on its own: every held-out expressive image with its subject's neutral photo at
+    the same angle and gaze (re-warped into its crop), neutralized by the model. How often the
+    expression classifier calls the output neutral, and its SSIM to that photo; the same for
+    the input left unchanged and for the photo itself (the ceiling). None without such pairs."""
+    from leed_train.stage_neutralizer import neutral_targets
+
+    held = data.pool[: data.n_held]
+    targets, has = neutral_targets(held, data.crops[: data.n_held])
+    idx = np.flatnonzero(has & np.array([s.expression != "neutral" for s in held]))
+    if not len(idx):
+        return None
+    neutral_class = EXPRESSIONS.index("neutral")
+
+    def measure(images: torch.Tensor) -> dict:
+        pred, _ = metrics.predict(clf["expr"], metrics.downsample(images, cfg.classifier_size))
+        truth = as_tensor(targets[idx])
+        return {
+            "classified_neutral": 100 * float(np.mean(pred == neutral_class)),
+            "ssim": float(np.mean([metrics.ssim(a, b) for a, b in zip(images, truth, strict=True)])),
+        }
+
+    inputs = as_tensor(data.crops[idx])
+    return {
+        "faces": len(idx),
+        "G(x, neutral)": measure(editor.neutral(inputs)),
+        "input x unchanged": measure(inputs),
+        "own neutral photo (ceiling)": measure(as_tensor(targets[idx])),
+    }
+
+
 @torch.no_grad()
 def inception_features(model, images: torch.Tensor) -> np.ndarray:
     """Pooled Inception features of 128x128 images resized to 299x299."""
@@ -573,6 +628,9 @@ def run_eval(cfg: EvalConfig) -> dict:
             label: method_metrics(cfg, images, truth, pairs, clf, real, inception) for label, images in edits.items()
         }
         rows["Ground truth (ceiling)"] = method_metrics(cfg, as_tensor(truth), truth, pairs, clf, real, inception)
+        neutralizer = neutralizer_metrics(cfg, editors[0], data, clf)
+        if neutralizer is None:
+            data.notes.append("no held-out expressive image has its subject's neutral photo: neutralizer not measured")
 
         # figures (the first editor is MODEL_DIR's LEED)
         main = editors[0]
@@ -617,6 +675,7 @@ def run_eval(cfg: EvalConfig) -> dict:
         },
         "R": 100 * metrics.accuracy(clf["expr"], test_x, test_y),
         "methods": rows,
+        "neutralizer": neutralizer,
         "fid": "computed" if inception is not None else "not computed (no --inception checkpoint)",
         "figures": {k: v.name for k, v in drawn.items()},
         "seconds": round(time.perf_counter() - start, 1),
@@ -624,6 +683,23 @@ def run_eval(cfg: EvalConfig) -> dict:
     write_json(out / "metrics.json", result)
     (out / "report.md").write_text(render_report(result))
     return result
+
+
+def _neutralizer_section(neutralizer: dict | None) -> list[str]:
+    if not neutralizer:
+        return []
+    rows = [(k, v) for k, v in neutralizer.items() if isinstance(v, dict)]
+    return [
+        "## Neutralizer (stage 1)",
+        "",
+        f"{neutralizer['faces']} held-out expressive faces, each with its subject's neutral photo at the same "
+        "angle and gaze. Every edit starts from G(x, neutral): an expression it leaves in stays in the edit.",
+        "",
+        "| image | classified neutral (%) | SSIM to the own neutral photo |",
+        "| --- | --- | --- |",
+        *(f"| {k} | {v['classified_neutral']:.1f} | {v['ssim']:.4f} |" for k, v in rows),
+        "",
+    ]
 
 
 def render_report(result: dict) -> str:
@@ -666,6 +742,7 @@ def render_report(result: dict) -> str:
         "",
         *(f"- {note}" for note in result["data"]["notes"]),
         "",
+        *_neutralizer_section(result.get("neutralizer")),
         "## Figures",
         "",
         *(f"- {k}: ![{k}]({v})" for k, v in result["figures"].items()),

@@ -8,6 +8,7 @@ order (exact resume), logging and sample grids.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -150,10 +151,24 @@ def _prepare_run_dir(cfg: TrainConfig, run_dir: Path, rank: int) -> TrainConfig:
             raise LeedError(
                 f"{run_dir} already holds a {cfg.stage} run; pass --resume to continue it or choose another --out"
             )
+        if cfg.stage == "leed" and any((run_dir / "checkpoints").glob("neutralizer-*")) and config_path.exists():
+            # stage 2 after stage 1 in the same folder: config.json keeps describing both
+            cfg = _keep_stage1_settings(cfg, TrainConfig.load(config_path), run_dir)
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
         cfg.save(config_path)
     return cfg
+
+
+def _keep_stage1_settings(cfg: TrainConfig, saved: TrainConfig, run_dir: Path) -> TrainConfig:
+    """The saved run's stage-1 options (`gan_*`) and architecture, so that the config.json
+    stage 2 writes still describes the neutralizer its neutral-face cache came from."""
+    if saved.preset != cfg.preset:
+        raise LeedError(
+            f"{run_dir}: its neutralizer was trained with --preset {saved.preset}; run stage 2 with the same preset"
+        )
+    kept = {f.name: getattr(saved, f.name) for f in dataclasses.fields(TrainConfig) if f.name.startswith("gan_")}
+    return dataclasses.replace(cfg, net=saved.net, **kept)
 
 
 def _seed_everything(seed: int) -> None:

@@ -114,10 +114,10 @@ def train_neutralizer(run: Run) -> torch.nn.Module:
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg.gan_lr, betas=(cfg.beta1, cfg.beta2))
     opt_d = torch.optim.Adam(D.parameters(), lr=cfg.gan_lr, betas=(cfg.beta1, cfg.beta2))
     modules, optimizers = {"G": G, "D": D}, {"G": opt_g, "D": opt_d}
-    start, extra = resume_stage(run, STAGE, modules, optimizers)
-    if extra.get("done"):
-        return G.eval()
+    start, _ = resume_stage(run, STAGE, modules, optimizers)
     total = cfg.gan_iters if cfg.max_steps <= 0 else min(cfg.gan_iters, cfg.max_steps)
+    if start >= total:  # finished; a larger --gan-iters on --resume trains on from here
+        return G.eval()
     data = FaceCrops(run.crops, run.train, flip=False)
     if cfg.gan_lambda_pair > 0:
         pair_targets, pair_has = neutral_targets(run.train, run.crops)
@@ -183,7 +183,7 @@ def train_neutralizer(run: Run) -> torch.nn.Module:
             checkpoint(run, STAGE, step + 1, modules, optimizers)
     bar.close()
     check_ranks_agree(run, STAGE, modules)
-    checkpoint(run, STAGE, total, modules, optimizers, extra={"done": True})
+    checkpoint(run, STAGE, total, modules, optimizers, extra={"done": total >= cfg.gan_iters})
     return G.eval()
 
 

@@ -109,8 +109,15 @@ def test_report_end_to_end(tiny_run: Path, synth_faces: Path, tmp_path: Path) ->
     assert truth["ssim"] == pytest.approx(1.0) and truth["psnr"] == metrics.PSNR_CAP
     for name in ("grid", "strips", "tsne", "ablation"):
         assert _is_png(out / doc["figures"][name]), name
+    neutralizer = doc["neutralizer"]  # stage 1 alone, against each face's own neutral photo
+    assert neutralizer["faces"] > 0
+    assert neutralizer["own neutral photo (ceiling)"]["ssim"] == pytest.approx(1.0)
+    assert neutralizer["input x unchanged"]["ssim"] < 1.0
+    for row in ("G(x, neutral)", "input x unchanged", "own neutral photo (ceiling)"):
+        assert 0 <= neutralizer[row]["classified_neutral"] <= 100, row
     report = (out / "report.md").read_text()
     assert "| LEED |" in report and "| LEED (paper) | 38.2 | 0.8833 | 88.67 | 93.25 |" in report
+    assert "## Neutralizer (stage 1)" in report and "| G(x, neutral) |" in report
     assert "Not comparable" in report
     saved = json.loads((out / "eval_config.json").read_text())
     assert saved["model_dir"] == str(tiny_run) and saved["faces"] == 6
@@ -175,3 +182,5 @@ def test_export_folder_on_onnxruntime(tiny_run: Path, synth_faces: Path, tmp_pat
     torch_doc = run_eval(EvalConfig(str(tiny_run), out=str(tmp_path / "torch"), **cfg))
     assert doc["data"] == torch_doc["data"]  # the manifest's run_dir gives the same split and pairs
     assert doc["methods"]["LEED (ONNX)"]["ssim"] == pytest.approx(torch_doc["methods"]["LEED"]["ssim"], abs=1e-3)
+    onnx_g, torch_g = doc["neutralizer"]["G(x, neutral)"], torch_doc["neutralizer"]["G(x, neutral)"]
+    assert onnx_g["ssim"] == pytest.approx(torch_g["ssim"], abs=1e-3)

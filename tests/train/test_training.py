@@ -65,6 +65,24 @@ def test_neutralizer_stage_caches_neutral_faces(stage1_run: Path) -> None:
     assert list((stage1_run / "samples").glob("neutralizer-*.png"))
 
 
+def test_stage1_resume_with_more_iterations_trains_on(stage1_run: Path, synth_faces: Path, tmp_path: Path) -> None:
+    """A finished stage 1 given a larger --gan-iters on --resume trains from its last step to the
+    new end and re-caches the neutral faces with the further trained generator."""
+    import numpy as np
+
+    run = tmp_path / "run"
+    shutil.copytree(stage1_run, run)
+    before = np.load(run / "neutrals.npy")
+    _train([str(synth_faces), "--out", str(run), "--resume", "--stage", "neutralizer", "--gan-iters", "6"])
+    assert latest_checkpoint(run, "neutralizer").name.endswith("00000006")  # finished: nothing to do
+    assert np.array_equal(np.load(run / "neutrals.npy"), before)
+    _train([str(synth_faces), "--out", str(run), "--resume", "--stage", "neutralizer", "--gan-iters", "11"])
+    assert latest_checkpoint(run, "neutralizer").name.endswith("00000011")
+    rows = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if r["stage"] == "neutralizer"][-5:] == [6, 7, 8, 9, 10]  # G updates at step 9
+    assert not np.array_equal(np.load(run / "neutrals.npy"), before)
+
+
 def test_leed_stage_reconstruction_loss_falls(
     stage1_run: Path, psi_run: Path, tmp_path: Path, synth_faces: Path
 ) -> None:
@@ -84,6 +102,7 @@ def test_leed_stage_reconstruction_loss_falls(
     assert {k.split(".")[0] for k in weights} >= {"E", "D", "X", "I", "critic", "Q", "S", "reducer"}
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["stage"] == "leed" and cfg["net"]["preset"] == "tiny"
+    assert cfg["gan_iters"] == 6  # stage 1's options survive stage 2's config.json (default: 200000)
 
 
 def test_resume_is_bit_exact(stage1_run: Path, synth_faces: Path, tmp_path: Path) -> None:
@@ -141,6 +160,12 @@ def test_existing_run_is_not_overwritten(stage1_run: Path, synth_faces: Path) ->
         train_main, [str(synth_faces), "--out", str(stage1_run), "--stage", "neutralizer", *TINY]
     )
     assert result.exit_code == 2 and "--resume" in result.output
+
+
+def test_stage2_with_another_preset_than_stage1_is_refused(stage1_run: Path, synth_faces: Path) -> None:
+    args = [str(synth_faces), "--out", str(stage1_run), "--stage", "leed", "--max-steps", "1", *TINY]
+    result = CliRunner().invoke(train_main, [*args, "--preset", "small"])  # the later --preset wins
+    assert result.exit_code == 2 and "--preset tiny" in result.output and "Traceback" not in result.output
 
 
 @pytest.mark.slow
