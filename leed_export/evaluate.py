@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5)  # Fig. 7: interpolation and extrapolation
 PROFILE_ANGLES = ("045", "135")
+ORACLE_ROW = "LEED from true neutral faces (oracle stage 1)"
 PAPER_RAFD = {  # Tables 1-2 of the paper, RaFD (R is listed once per dataset)
     "StarGAN": {"fid": 62.51, "ssim": 0.8563, "G": 82.37, "R+G": 88.48},
     "GANimation": {"fid": 45.55, "ssim": 0.8686, "G": 84.36, "R+G": 92.31},
@@ -170,6 +171,17 @@ class TorchEditor(Editor):
     @torch.no_grad()
     def neutral(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([self.g(b).float().clamp(-1, 1).cpu() for b in self._batches(x, f"{self.label}: neutral")])
+
+    @torch.no_grad()
+    def edit_from_neutrals(self, faces_n: torch.Tensor, refs: torch.Tensor, refs_n: torch.Tensor) -> torch.Tensor:
+        """The chain with given neutral faces in place of G's: D(I(E(N_A), X(E(R_B), E(N_B))))."""
+        out = []
+        for i in tqdm(range(0, len(faces_n), self.batch_size), desc=f"{self.label}: given neutrals", leave=False):
+            fn, r, rn = (t[i : i + self.batch_size].to(self.device) for t in (faces_n, refs, refs_n))
+            c_n, c_r, c_rn = self.E(fn), self.E(r), self.E(rn)
+            code = c_n + (c_r - c_rn) if self.linear else self.I(c_n, self.X(c_r, c_rn))
+            out.append(self.D(code).float().clamp(-1, 1).cpu())
+        return torch.cat(out)
 
 
 class OnnxEditor(Editor):
@@ -457,6 +469,17 @@ def method_metrics(
     return out
 
 
+def true_neutrals(data: EvalData, pairs: Pairs) -> tuple[np.ndarray, np.ndarray] | None:
+    """Each pair's input and reference as their subjects' own neutral photos (same angle and
+    gaze, re-warped into their crops), for the oracle row; None if any pair lacks one."""
+    from leed_train.stage_neutralizer import neutral_targets
+
+    targets, has = neutral_targets(data.pool, data.crops)
+    if not (has[pairs.face].all() and has[pairs.ref].all()):
+        return None
+    return targets[pairs.face], targets[pairs.ref]
+
+
 def neutralizer_metrics(cfg: EvalConfig, editor: Editor, data: EvalData, clf: dict) -> dict | None:
     """Stage 1 on its own: every held-out expressive image with its subject's neutral photo at
     the same angle and gaze (re-warped into its crop), neutralized by the model. How often the
@@ -627,6 +650,12 @@ def run_eval(cfg: EvalConfig) -> dict:
         rows = {
             label: method_metrics(cfg, images, truth, pairs, clf, real, inception) for label, images in edits.items()
         }
+        neutrals = true_neutrals(data, pairs) if isinstance(editors[0], TorchEditor) else None
+        if neutrals is not None:  # stage 2 alone: what a perfect stage 1 would give this run
+            oracle = editors[0].edit_from_neutrals(
+                as_tensor(neutrals[0]), as_tensor(data.crops[pairs.ref]), as_tensor(neutrals[1])
+            )
+            rows[ORACLE_ROW] = method_metrics(cfg, oracle, truth, pairs, clf, real, inception)
         rows["Ground truth (ceiling)"] = method_metrics(cfg, as_tensor(truth), truth, pairs, clf, real, inception)
         neutralizer = neutralizer_metrics(cfg, editors[0], data, clf)
         if neutralizer is None:

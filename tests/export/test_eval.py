@@ -12,7 +12,7 @@ import torch
 from click.testing import CliRunner
 
 from leed_export import metrics
-from leed_export.evaluate import EvalConfig, run_eval
+from leed_export.evaluate import ORACLE_ROW, EvalConfig, run_eval
 from leed_export.evaluate_cli import eval_main
 from leed_runtime.errors import LeedError
 
@@ -98,7 +98,8 @@ def test_report_end_to_end(tiny_run: Path, synth_faces: Path, tmp_path: Path) ->
     assert result.exit_code == 0, result.output
     assert "report in" in result.output
     doc = json.loads((out / "metrics.json").read_text())
-    assert set(doc["methods"]) == {"LEED", "Linear (Eq. 1+5)", f"w/o Q ({tiny_run.name})", "Ground truth (ceiling)"}
+    rows = ["LEED", "Linear (Eq. 1+5)", f"w/o Q ({tiny_run.name})", ORACLE_ROW, "Ground truth (ceiling)"]
+    assert set(doc["methods"]) == set(rows)
     assert doc["data"]["pairs"] > 0 and doc["data"]["held_out_subjects"]
     assert 0 <= doc["R"] <= 100
     for name, m in doc["methods"].items():
@@ -118,6 +119,8 @@ def test_report_end_to_end(tiny_run: Path, synth_faces: Path, tmp_path: Path) ->
     report = (out / "report.md").read_text()
     assert "| LEED |" in report and "| LEED (paper) | 38.2 | 0.8833 | 88.67 | 93.25 |" in report
     assert "## Neutralizer (stage 1)" in report and "| G(x, neutral) |" in report
+    table = [line.split(" | ")[0][2:] for line in report.splitlines() if line.startswith("| ")]
+    assert [r for r in table if r in rows] == rows  # the table's order
     assert "Not comparable" in report
     saved = json.loads((out / "eval_config.json").read_text())
     assert saved["model_dir"] == str(tiny_run) and saved["faces"] == 6
