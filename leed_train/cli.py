@@ -61,6 +61,15 @@ def _csv(value: str) -> tuple[str, ...]:
     help="Not in the paper: weight of an L1 from G(x, neutral) to the subject's own neutral photo "
     "at the same angle and gaze (RaFD, leed-synth). Speeds stage 1 up a lot [default: 0, off].",
 )
+@click.option(
+    "--gan-pair-only",
+    is_flag=True,
+    default=None,
+    help="Not in the paper: stage 1 as a plain L1 regression to each subject's own neutral photo "
+    "(no D, no cycle; RaFD, leed-synth). What the shipped model's neutralizer was trained with.",
+)
+@click.option("--gan-conv-dim", type=int, default=None, help="StarGAN G's first width [default: the preset's].")
+@click.option("--gan-repeat", type=int, default=None, help="StarGAN G's residual blocks [default: the preset's].")
 @click.option("--n-critic", type=int, default=None, help="Code-critic updates per LEED step (WGAN-GP) [default: 5].")
 @click.option("--psi-epochs", type=int, default=None, help="Epochs of --stage psi.")
 @click.option("--lr", type=float, default=None, help="LEED learning rate (paper: 1e-4).")

@@ -120,6 +120,11 @@ class TrainConfig:
     # Not in the paper: L1 from G(x, neutral) to the same subject's neutral photo at the same
     # angle and gaze (RaFD and leed-synth have one), re-warped to x's alignment. 0 = off.
     gan_lambda_pair: float = 0.0
+    # Not in the paper: stage 1 as a plain regression, G(x, neutral) -> that neutral photo by L1
+    # alone (no D, no cycle; needs the photos). Faster per step and it learns to close a mouth.
+    gan_pair_only: bool = False
+    gan_conv_dim: int = 0  # > 0: G's first width instead of the preset's (stargan_conv_dim)
+    gan_repeat: int = 0  # > 0: G's residual blocks instead of the preset's (stargan_repeat)
     # --- psi stage ---
     psi_epochs: int = 30
     psi_lr: float = 1e-3
@@ -146,7 +151,18 @@ class TrainConfig:
             raise LeedError(f"--batch-size {self.batch_size} is too small: pairs need at least 2")
         if cfg.net.preset != cfg.preset:
             cfg.net = NetConfig.from_preset(cfg.preset)
+        cfg.net = cfg.generator_architecture(cfg.net)
         return cfg
+
+    def generator_architecture(self, net: NetConfig) -> NetConfig:
+        """`net` with `--gan-conv-dim` / `--gan-repeat` applied to StarGAN's generator."""
+        if self.gan_conv_dim < 0 or self.gan_repeat < 0:
+            raise LeedError("--gan-conv-dim and --gan-repeat take a positive number (0: the preset's)")
+        return dataclasses.replace(
+            net,
+            stargan_conv_dim=self.gan_conv_dim or net.stargan_conv_dim,
+            stargan_repeat=self.gan_repeat or net.stargan_repeat,
+        )
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)

@@ -142,7 +142,8 @@ def _prepare_run_dir(cfg: TrainConfig, run_dir: Path, rank: int) -> TrainConfig:
         if not config_path.exists():
             raise LeedError(f"{run_dir}: no config.json to resume from; drop --resume to start a new run")
         saved = TrainConfig.load(config_path)
-        cfg.net = saved.net  # architecture comes from the run, never from the command line
+        cfg.net = cfg.generator_architecture(saved.net)  # the run's architecture (a stage 1 that
+        # has not started yet may still be given --gan-conv-dim / --gan-repeat)
         if saved.preset != cfg.preset:
             raise LeedError(f"{run_dir} was trained with --preset {saved.preset}; resume with the same preset")
     else:

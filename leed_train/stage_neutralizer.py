@@ -119,12 +119,12 @@ def train_neutralizer(run: Run) -> torch.nn.Module:
     if start >= total:  # finished; a larger --gan-iters on --resume trains on from here
         return G.eval()
     data = FaceCrops(run.crops, run.train, flip=False)
-    if cfg.gan_lambda_pair > 0:
+    if cfg.gan_lambda_pair > 0 or cfg.gan_pair_only:
         pair_targets, pair_has = neutral_targets(run.train, run.crops)
         if not pair_has.any():
             raise LeedError(
-                f"{cfg.data_dir}: --gan-pair-l1 needs each subject's neutral photo at the same angle and gaze "
-                "(RaFD or leed-synth names); none found, drop the flag"
+                f"{cfg.data_dir}: --gan-pair-l1 and --gan-pair-only need each subject's neutral photo at the "
+                "same angle and gaze (RaFD or leed-synth names); none found, drop the flag"
             )
         pair_has = torch.from_numpy(pair_has)
     bar = tqdm(total=total, initial=start, desc="stage 1 neutralizer", disable=not run.main, dynamic_ncols=True)
@@ -135,43 +135,11 @@ def train_neutralizer(run: Run) -> torch.nn.Module:
                 group["lr"] = lr
         flip = torch.rand(len(batch["index"])) < 0.5  # StarGAN's RandomHorizontalFlip
         x = to_device(run, torch.where(flip.view(-1, 1, 1, 1), batch["image"].flip(3), batch["image"]))
-        c_org = labels[batch["index"]].to(run.device)
-        # Targets uniform over classes (not a permutation of the batch as in yunjey/stargan):
-        # with binary labels 7 of 8 RaFD images are expressive, and neutral is what we need.
-        c_trg = torch.randint(0, c_dim, c_org.shape, device=run.device)
-        oh_org, oh_trg = F.one_hot(c_org, c_dim).float(), F.one_hot(c_trg, c_dim).float()
-
-        # D phase: WGAN critic + domain classification + gradient penalty (losses.stargan_d_loss).
-        with torch.no_grad(), run.autocast():
-            fake = G(x, oh_trg)
-        d_loss, parts = losses.stargan_d_loss(D, x, fake.float(), c_org, cfg.gan_lambda_cls, cfg.gan_lambda_gp)
-        opt_d.zero_grad(set_to_none=True)
-        d_loss.backward()
-        all_reduce_grads(list(D.parameters()), run.world)
-        opt_d.step()
-
-        # G phase every n_critic steps: fool D, be classified as the target, cycle back.
-        if (step + 1) % cfg.gan_n_critic == 0:
-            with run.autocast():
-                fake = G(x, oh_trg)
-                rec = G(fake, oh_org)
-            g_loss, g_parts = losses.stargan_g_loss(
-                D, x, fake.float(), rec.float(), c_trg, cfg.gan_lambda_cls, cfg.gan_lambda_rec
-            )
-            if cfg.gan_lambda_pair > 0:
-                idx = batch["index"]
-                pick = (pair_has[idx] & (c_trg.cpu() == neutral)).to(run.device)
-                target = crops_to_device(run, pair_targets[idx.numpy()])
-                target = torch.where(flip.to(run.device).view(-1, 1, 1, 1), target.flip(3), target)
-                l_pair = losses.masked_l1(fake.float(), target, pick)
-                g_loss = g_loss + cfg.gan_lambda_pair * l_pair
-                g_parts["G/loss_pair"] = l_pair.detach()
-            opt_g.zero_grad(set_to_none=True)
-            g_loss.backward()
-            all_reduce_grads(list(G.parameters()), run.world)
-            opt_g.step()
-            parts.update(g_parts)
-        stats = {k.replace("/", "_"): v.item() for k, v in parts.items()}
+        pairs = (pair_targets, pair_has) if cfg.gan_lambda_pair > 0 or cfg.gan_pair_only else None
+        if cfg.gan_pair_only:
+            stats = _pair_step(run, G, opt_g, x, batch["index"], flip, pairs, neutral, c_dim)
+        else:
+            stats = _stargan_step(run, G, D, opt_g, opt_d, step, x, batch["index"], flip, labels, pairs, neutral, c_dim)
 
         bar.update(1)
         if step % cfg.log_every == 0 or step == total - 1:
@@ -185,6 +153,71 @@ def train_neutralizer(run: Run) -> torch.nn.Module:
     check_ranks_agree(run, STAGE, modules)
     checkpoint(run, STAGE, total, modules, optimizers, extra={"done": total >= cfg.gan_iters})
     return G.eval()
+
+
+def _flipped_targets(run: Run, pairs: tuple, idx: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
+    """The batch's own neutral photos, mirrored where its images were."""
+    target = crops_to_device(run, pairs[0][idx.numpy()])
+    return torch.where(flip.to(run.device).view(-1, 1, 1, 1), target.flip(3), target)
+
+
+def _pair_step(
+    run: Run, G: torch.nn.Module, opt_g: torch.optim.Optimizer, x: torch.Tensor, idx: torch.Tensor,
+    flip: torch.Tensor, pairs: tuple, neutral: int, c_dim: int,
+) -> dict[str, float]:  # fmt: skip
+    """`--gan-pair-only`: G(x, neutral) -> the own neutral photo by L1; no D, no cycle."""
+    target_label = F.one_hot(torch.full((len(x),), neutral, device=run.device), c_dim).float()
+    with run.autocast():
+        fake = G(x, target_label)
+    l_pair = losses.masked_l1(fake.float(), _flipped_targets(run, pairs, idx, flip), pairs[1][idx].to(run.device))
+    opt_g.zero_grad(set_to_none=True)
+    l_pair.backward()
+    all_reduce_grads(list(G.parameters()), run.world)
+    opt_g.step()
+    return {"G_loss_pair": l_pair.item()}
+
+
+def _stargan_step(
+    run: Run, G: torch.nn.Module, D: torch.nn.Module, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer,
+    step: int, x: torch.Tensor, idx: torch.Tensor, flip: torch.Tensor, labels: torch.Tensor, pairs: tuple | None,
+    neutral: int, c_dim: int,
+) -> dict[str, float]:  # fmt: skip
+    """One StarGAN iteration (yunjey/stargan): D every step, G every `gan_n_critic` steps."""
+    cfg = run.cfg
+    c_org = labels[idx].to(run.device)
+    # Targets uniform over classes (not a permutation of the batch as in yunjey/stargan):
+    # with binary labels 7 of 8 RaFD images are expressive, and neutral is what we need.
+    c_trg = torch.randint(0, c_dim, c_org.shape, device=run.device)
+    oh_org, oh_trg = F.one_hot(c_org, c_dim).float(), F.one_hot(c_trg, c_dim).float()
+
+    # D phase: WGAN critic + domain classification + gradient penalty (losses.stargan_d_loss).
+    with torch.no_grad(), run.autocast():
+        fake = G(x, oh_trg)
+    d_loss, parts = losses.stargan_d_loss(D, x, fake.float(), c_org, cfg.gan_lambda_cls, cfg.gan_lambda_gp)
+    opt_d.zero_grad(set_to_none=True)
+    d_loss.backward()
+    all_reduce_grads(list(D.parameters()), run.world)
+    opt_d.step()
+
+    # G phase every n_critic steps: fool D, be classified as the target, cycle back.
+    if (step + 1) % cfg.gan_n_critic == 0:
+        with run.autocast():
+            fake = G(x, oh_trg)
+            rec = G(fake, oh_org)
+        g_loss, g_parts = losses.stargan_g_loss(
+            D, x, fake.float(), rec.float(), c_trg, cfg.gan_lambda_cls, cfg.gan_lambda_rec
+        )
+        if cfg.gan_lambda_pair > 0:
+            pick = (pairs[1][idx] & (c_trg.cpu() == neutral)).to(run.device)
+            l_pair = losses.masked_l1(fake.float(), _flipped_targets(run, pairs, idx, flip), pick)
+            g_loss = g_loss + cfg.gan_lambda_pair * l_pair
+            g_parts["G/loss_pair"] = l_pair.detach()
+        opt_g.zero_grad(set_to_none=True)
+        g_loss.backward()
+        all_reduce_grads(list(G.parameters()), run.world)
+        opt_g.step()
+        parts.update(g_parts)
+    return {k.replace("/", "_"): v.item() for k, v in parts.items()}
 
 
 @torch.no_grad()

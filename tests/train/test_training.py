@@ -83,6 +83,30 @@ def test_stage1_resume_with_more_iterations_trains_on(stage1_run: Path, synth_fa
     assert not np.array_equal(np.load(run / "neutrals.npy"), before)
 
 
+def test_stage1_pair_only_with_a_wider_generator(synth_faces: Path, tmp_path: Path) -> None:
+    """--gan-pair-only trains G alone by L1 to each face's own neutral photo (the loss falls, no D
+    loss is logged); --gan-conv-dim / --gan-repeat size G, and config.json records the size, so
+    the checkpoint loads into the generator that config describes."""
+    from leed_train.config import TrainConfig
+    from leed_train.stargan import Generator
+
+    run = tmp_path / "run"
+    _train([
+        str(synth_faces), "--out", str(run), "--stage", "neutralizer", "--gan-pair-only", "--gan-iters", "40",
+        "--gan-lr", "2e-3", "--gan-conv-dim", "12", "--gan-repeat", "1", *TINY,
+    ])  # fmt: skip
+    rows = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
+    assert {k for r in rows for k in r} - {"stage", "step", "time", "lr"} == {"G_loss_pair"}
+    pair = _stats(run, "neutralizer", "G_loss_pair")
+    assert len(pair) == 40 and sum(pair[-8:]) < 0.8 * sum(pair[:8]), pair
+    cfg = TrainConfig.load(run / "config.json")
+    assert (cfg.net.stargan_conv_dim, cfg.net.stargan_repeat) == (12, 1)
+    weights = load_file(str(latest_checkpoint(run, "neutralizer") / "weights.safetensors"))
+    G = Generator(cfg.net, 2)
+    G.load_state_dict({k[2:]: v for k, v in weights.items() if k.startswith("G.")})
+    assert G.main[0].weight.shape[0] == 12
+
+
 def test_leed_stage_reconstruction_loss_falls(
     stage1_run: Path, psi_run: Path, tmp_path: Path, synth_faces: Path
 ) -> None:
