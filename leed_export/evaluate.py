@@ -469,27 +469,24 @@ def method_metrics(
     return out
 
 
-def true_neutrals(data: EvalData, pairs: Pairs) -> tuple[np.ndarray, np.ndarray] | None:
-    """Each pair's input and reference as their subjects' own neutral photos (same angle and
-    gaze, re-warped into their crops), for the oracle row; None if any pair lacks one."""
-    from leed_train.stage_neutralizer import neutral_targets
-
-    targets, has = neutral_targets(data.pool, data.crops)
+def true_neutrals(pairs: Pairs, targets: np.ndarray, has: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Each pair's input and reference as their subjects' own neutral photos (`targets`, `has`:
+    `neutral_targets` of the pool), for the oracle row; None if any pair lacks one."""
     if not (has[pairs.face].all() and has[pairs.ref].all()):
         return None
     return targets[pairs.face], targets[pairs.ref]
 
 
-def neutralizer_metrics(cfg: EvalConfig, editor: Editor, data: EvalData, clf: dict) -> dict | None:
+def neutralizer_metrics(
+    cfg: EvalConfig, editor: Editor, data: EvalData, clf: dict, targets: np.ndarray, has: np.ndarray
+) -> dict | None:
     """Stage 1 on its own: every held-out expressive image with its subject's neutral photo at
     the same angle and gaze (re-warped into its crop), neutralized by the model. How often the
     expression classifier calls the output neutral, and its SSIM to that photo; the same for
-    the input left unchanged and for the photo itself (the ceiling). None without such pairs."""
-    from leed_train.stage_neutralizer import neutral_targets
-
+    the input left unchanged and for the photo itself (the ceiling). None without such pairs.
+    `targets`, `has`: `neutral_targets` of the pool."""
     held = data.pool[: data.n_held]
-    targets, has = neutral_targets(held, data.crops[: data.n_held])
-    idx = np.flatnonzero(has & np.array([s.expression != "neutral" for s in held]))
+    idx = np.flatnonzero(has[: data.n_held] & np.array([s.expression != "neutral" for s in held]))
     if not len(idx):
         return None
     neutral_class = EXPRESSIONS.index("neutral")
@@ -650,14 +647,17 @@ def run_eval(cfg: EvalConfig) -> dict:
         rows = {
             label: method_metrics(cfg, images, truth, pairs, clf, real, inception) for label, images in edits.items()
         }
-        neutrals = true_neutrals(data, pairs) if isinstance(editors[0], TorchEditor) else None
+        from leed_train.stage_neutralizer import neutral_targets
+
+        targets, has = neutral_targets(data.pool, data.crops)  # each image's own neutral photo, warped once
+        neutrals = true_neutrals(pairs, targets, has) if isinstance(editors[0], TorchEditor) else None
         if neutrals is not None:  # stage 2 alone: what a perfect stage 1 would give this run
             oracle = editors[0].edit_from_neutrals(
                 as_tensor(neutrals[0]), as_tensor(data.crops[pairs.ref]), as_tensor(neutrals[1])
             )
             rows[ORACLE_ROW] = method_metrics(cfg, oracle, truth, pairs, clf, real, inception)
         rows["Ground truth (ceiling)"] = method_metrics(cfg, as_tensor(truth), truth, pairs, clf, real, inception)
-        neutralizer = neutralizer_metrics(cfg, editors[0], data, clf)
+        neutralizer = neutralizer_metrics(cfg, editors[0], data, clf, targets, has)
         if neutralizer is None:
             data.notes.append("no held-out expressive image has its subject's neutral photo: neutralizer not measured")
 

@@ -119,6 +119,7 @@ def train_neutralizer(run: Run) -> torch.nn.Module:
     if start >= total:  # finished; a larger --gan-iters on --resume trains on from here
         return G.eval()
     data = FaceCrops(run.crops, run.train, flip=False)
+    pairs = None  # (each crop's own neutral photo, which crops have one) for the pair L1
     if cfg.gan_lambda_pair > 0 or cfg.gan_pair_only:
         pair_targets, pair_has = neutral_targets(run.train, run.crops)
         if not pair_has.any():
@@ -126,7 +127,7 @@ def train_neutralizer(run: Run) -> torch.nn.Module:
                 f"{cfg.data_dir}: --gan-pair-l1 and --gan-pair-only need each subject's neutral photo at the "
                 "same angle and gaze (RaFD or leed-synth names); none found, drop the flag"
             )
-        pair_has = torch.from_numpy(pair_has)
+        pairs = (pair_targets, torch.from_numpy(pair_has))
     bar = tqdm(total=total, initial=start, desc="stage 1 neutralizer", disable=not run.main, dynamic_ncols=True)
     for step, _epoch, batch in batches_of(run, data, cfg.gan_batch_size, start, total):
         lr = linear_decay(step, cfg.gan_iters, cfg.gan_iters - min(cfg.gan_decay_iters, cfg.gan_iters // 2), cfg.gan_lr)
@@ -135,7 +136,6 @@ def train_neutralizer(run: Run) -> torch.nn.Module:
                 group["lr"] = lr
         flip = torch.rand(len(batch["index"])) < 0.5  # StarGAN's RandomHorizontalFlip
         x = to_device(run, torch.where(flip.view(-1, 1, 1, 1), batch["image"].flip(3), batch["image"]))
-        pairs = (pair_targets, pair_has) if cfg.gan_lambda_pair > 0 or cfg.gan_pair_only else None
         if cfg.gan_pair_only:
             stats = _pair_step(run, G, opt_g, x, batch["index"], flip, pairs, neutral, c_dim)
         else:
