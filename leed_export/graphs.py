@@ -141,12 +141,12 @@ class ConstantPlanesNeutralizer(nn.Module):
 
     def __init__(self, neutralizer: nn.Module, size: int) -> None:
         super().__init__()
-        self.main = neutralizer.G.main
+        self.G = neutralizer.G
         planes = neutralizer.label[:, :, None, None].expand(1, -1, size, size).contiguous()
         self.register_buffer("planes", planes, persistent=False)
 
     def forward(self, image: Tensor) -> Tensor:
-        return self.main(torch.cat([image, self.planes], dim=1))
+        return self.G.with_planes(image, self.planes)
 
 
 class EditScaled(nn.Module):

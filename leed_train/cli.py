@@ -70,6 +70,13 @@ def _csv(value: str) -> tuple[str, ...]:
 )
 @click.option("--gan-conv-dim", type=int, default=None, help="StarGAN G's first width [default: the preset's].")
 @click.option("--gan-repeat", type=int, default=None, help="StarGAN G's residual blocks [default: the preset's].")
+@click.option(
+    "--gan-mask",
+    is_flag=True,
+    default=None,
+    help="Not in StarGAN: G paints through a mask (GANimation) and copies the rest of the face; "
+    "needs --gan-pair-only or --gan-pair-l1. What the shipped model's neutralizer uses.",
+)
 @click.option("--n-critic", type=int, default=None, help="Code-critic updates per LEED step (WGAN-GP) [default: 5].")
 @click.option("--psi-epochs", type=int, default=None, help="Epochs of --stage psi.")
 @click.option("--lr", type=float, default=None, help="LEED learning rate (paper: 1e-4).")

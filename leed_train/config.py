@@ -35,6 +35,7 @@ class NetConfig:
     siamese_dim: int = 1024  # Table 9 final FC
     stargan_conv_dim: int = 64  # yunjey/stargan g_conv_dim
     stargan_repeat: int = 6  # residual blocks in G
+    stargan_mask: bool = False  # G paints through a mask (GANimation); not in StarGAN
     stargan_d_conv_dim: int = 64
     stargan_d_repeat: int = 6  # strided convs in StarGAN's D (128 -> 2)
     psi_width: int = 64  # ResNet-18 stem width (64 = standard)
@@ -125,6 +126,7 @@ class TrainConfig:
     gan_pair_only: bool = False
     gan_conv_dim: int = 0  # > 0: G's first width instead of the preset's (stargan_conv_dim)
     gan_repeat: int = 0  # > 0: G's residual blocks instead of the preset's (stargan_repeat)
+    gan_mask: bool = False  # G paints through a mask, copying the rest of the face (stargan_mask)
     # --- psi stage ---
     psi_epochs: int = 30
     psi_lr: float = 1e-3
@@ -152,16 +154,22 @@ class TrainConfig:
         if cfg.net.preset != cfg.preset:
             cfg.net = NetConfig.from_preset(cfg.preset)
         cfg.net = cfg.generator_architecture(cfg.net)
+        if cfg.gan_mask and not (cfg.gan_pair_only or cfg.gan_lambda_pair > 0) and cfg.stage in ("all", "neutralizer"):
+            raise LeedError(
+                "--gan-mask needs --gan-pair-only or --gan-pair-l1: without a neutral photo to match, "
+                "nothing keeps G's mask from copying the input"
+            )
         return cfg
 
     def generator_architecture(self, net: NetConfig) -> NetConfig:
-        """`net` with `--gan-conv-dim` / `--gan-repeat` applied to StarGAN's generator."""
+        """`net` with `--gan-conv-dim` / `--gan-repeat` / `--gan-mask` applied to StarGAN's generator."""
         if self.gan_conv_dim < 0 or self.gan_repeat < 0:
             raise LeedError("--gan-conv-dim and --gan-repeat take a positive number (0: the preset's)")
         return dataclasses.replace(
             net,
             stargan_conv_dim=self.gan_conv_dim or net.stargan_conv_dim,
             stargan_repeat=self.gan_repeat or net.stargan_repeat,
+            stargan_mask=self.gan_mask or net.stargan_mask,
         )
 
     def to_json(self) -> str:

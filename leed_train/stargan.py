@@ -37,7 +37,11 @@ class ResidualBlock(nn.Module):
 class Generator(nn.Module):
     """StarGAN G: 7x7 conv + IN + ReLU, two 4x4/2 down convs, `net.stargan_repeat` residual
     blocks, two 4x4/2 transposed-conv ups, 7x7 conv + tanh. The input is the image with the
-    target label `c` (B, c_dim) broadcast to c_dim constant planes. `forward(x, c) -> y`."""
+    target label `c` (B, c_dim) broadcast to c_dim constant planes. `forward(x, c) -> y`.
+
+    Not in StarGAN: with `net.stargan_mask` (`--gan-mask`) the last conv gives a fourth channel,
+    a mask A as in GANimation (Pumarola et al. 2018), and y = A * x + (1 - A) * colour: G paints
+    only where the expression is and copies every other pixel, so the face stays sharp."""
 
     def __init__(self, net: NetConfig, c_dim: int) -> None:
         super().__init__()
@@ -50,12 +54,23 @@ class Generator(nn.Module):
         for _ in range(2):
             layers += [nn.ConvTranspose2d(dim, dim // 2, 4, 2, 1, bias=False), instance_norm(dim // 2), nn.ReLU()]
             dim //= 2
-        layers += [nn.Conv2d(dim, 3, 7, 1, 3, bias=False), nn.Tanh()]
+        self.mask = net.stargan_mask
+        layers += [
+            nn.Conv2d(dim, 4 if self.mask else 3, 7, 1, 3, bias=False),
+            nn.Identity() if self.mask else nn.Tanh(),
+        ]
         self.main = nn.Sequential(*layers)
 
     def forward(self, x: Tensor, c: Tensor) -> Tensor:
-        planes = c[:, :, None, None].to(x.dtype).expand(-1, -1, x.shape[2], x.shape[3])
-        return self.main(torch.cat([x, planes], dim=1))
+        return self.with_planes(x, c[:, :, None, None].to(x.dtype).expand(-1, -1, x.shape[2], x.shape[3]))
+
+    def with_planes(self, x: Tensor, planes: Tensor) -> Tensor:
+        """G with the label already broadcast to planes (B, c_dim, H, W), as `--opencv` stores it."""
+        y = self.main(torch.cat([x, planes], dim=1))
+        if not self.mask:
+            return y
+        keep = torch.sigmoid(y[:, 3:])  # GANimation's attention: 1 keeps the input's pixel
+        return keep * x + (1 - keep) * torch.tanh(y[:, :3])
 
 
 class Discriminator(nn.Module):

@@ -56,9 +56,14 @@ def train_cli(args: list[str]) -> None:
 
 @pytest.fixture(scope="session")
 def tiny_run(synth_faces: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny trained run: neutralizer + a few LEED steps on `synth_faces`."""
+    """A tiny trained run: neutralizer + a few LEED steps on `synth_faces`. Its neutralizer is
+    built as the shipped model's is (`--gan-pair-only --gan-mask`), so every export, engine and
+    runtime test runs the masked G's graph; the StarGAN recipe has its own tests."""
     out = tmp_path_factory.mktemp("runs") / "tiny"
-    train_cli([str(synth_faces), "--out", str(out), "--stage", "neutralizer", "--gan-iters", "4", *TINY])
+    train_cli([
+        str(synth_faces), "--out", str(out), "--stage", "neutralizer", "--gan-iters", "4", "--gan-pair-only",
+        "--gan-mask", *TINY,
+    ])  # fmt: skip
     train_cli(
         [
             str(synth_faces),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -85,6 +87,24 @@ def test_neutralizer_is_g_with_neutral_label(tiny: NetConfig, images: torch.Tens
     assert set(neutral.state_dict()) == {f"G.{k}" for k in G.state_dict()}
 
 
+def test_masked_generator_paints_over_the_input(tiny: NetConfig, images: torch.Tensor) -> None:
+    """--gan-mask: y = A * x + (1 - A) * colour from G's last conv (4 channels: colour, mask).
+    With that conv zeroed A = 1/2 and the colour 0, so y = x / 2; with the mask pushed to 1 by a
+    constant input to its channel, y = x: G copies the face wherever its mask says so."""
+    G = Generator(dataclasses.replace(tiny, stargan_mask=True), C_DIM).eval()
+    last = G.main[-2]
+    assert last.out_channels == 4
+    label = torch.eye(C_DIM)[:B]
+    with torch.no_grad():
+        last.weight.zero_()
+        torch.testing.assert_close(G(images, label), images / 2)
+        last.bias = torch.nn.Parameter(torch.tensor([0.3, -0.2, 0.1, 30.0]))
+        torch.testing.assert_close(G(images, label), images, atol=1e-6, rtol=0)
+        last.bias = torch.nn.Parameter(torch.tensor([0.3, -0.2, 0.1, -30.0]))
+        want = torch.tanh(torch.tensor([0.3, -0.2, 0.1]))[None, :, None, None].expand_as(images)
+        torch.testing.assert_close(G(images, label), want, atol=1e-6, rtol=0)
+
+
 def test_instance_norm_same_in_train_and_eval(
     tiny: NetConfig, nets: dict, images: torch.Tensor, codes: torch.Tensor
 ) -> None:
@@ -130,10 +150,11 @@ def test_count_flops_linear_and_conv() -> None:
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
-def test_onnx_parity_tiny(tmp_path, nets: dict, images: torch.Tensor, codes: torch.Tensor) -> None:
+def test_onnx_parity_tiny(tmp_path, tiny: NetConfig, nets: dict, images: torch.Tensor, codes: torch.Tensor) -> None:
+    masked = Neutralizer(Generator(dataclasses.replace(tiny, stargan_mask=True), C_DIM), C_DIM, 0)
     cases = {"E": (images,), "D": (codes,), "X": (codes, codes * 0.5), "I": (codes, codes * 0.5)}
-    for name, inputs in cases.items():
-        net = nets[name].eval()
+    for name, inputs in [*cases.items(), ("masked neutralizer", (images,))]:
+        net = (masked if name == "masked neutralizer" else nets[name]).eval()
         path = tmp_path / f"{name}.onnx"
         names = [f"in{i}" for i in range(len(inputs))]
         torch.onnx.export(

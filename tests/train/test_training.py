@@ -83,28 +83,38 @@ def test_stage1_resume_with_more_iterations_trains_on(stage1_run: Path, synth_fa
     assert not np.array_equal(np.load(run / "neutrals.npy"), before)
 
 
-def test_stage1_pair_only_with_a_wider_generator(synth_faces: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("mask", [False, True], ids=["plain", "gan-mask"])
+def test_stage1_pair_only_with_a_wider_generator(synth_faces: Path, tmp_path: Path, mask: bool) -> None:
     """--gan-pair-only trains G alone by L1 to each face's own neutral photo (the loss falls, no D
-    loss is logged); --gan-conv-dim / --gan-repeat size G, and config.json records the size, so
-    the checkpoint loads into the generator that config describes."""
+    loss is logged); --gan-conv-dim / --gan-repeat / --gan-mask shape G, and config.json records
+    them, so the checkpoint loads into the generator that config describes."""
     from leed_train.config import TrainConfig
     from leed_train.stargan import Generator
 
     run = tmp_path / "run"
     _train([
         str(synth_faces), "--out", str(run), "--stage", "neutralizer", "--gan-pair-only", "--gan-iters", "40",
-        "--gan-lr", "2e-3", "--gan-conv-dim", "12", "--gan-repeat", "1", *TINY,
+        "--gan-lr", "2e-3", "--gan-conv-dim", "12", "--gan-repeat", "1", *TINY, *(["--gan-mask"] if mask else []),
     ])  # fmt: skip
     rows = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
     assert {k for r in rows for k in r} - {"stage", "step", "time", "lr"} == {"G_loss_pair"}
     pair = _stats(run, "neutralizer", "G_loss_pair")
     assert len(pair) == 40 and sum(pair[-8:]) < 0.8 * sum(pair[:8]), pair
     cfg = TrainConfig.load(run / "config.json")
-    assert (cfg.net.stargan_conv_dim, cfg.net.stargan_repeat) == (12, 1)
+    assert (cfg.net.stargan_conv_dim, cfg.net.stargan_repeat, cfg.net.stargan_mask) == (12, 1, mask)
     weights = load_file(str(latest_checkpoint(run, "neutralizer") / "weights.safetensors"))
     G = Generator(cfg.net, 2)
     G.load_state_dict({k[2:]: v for k, v in weights.items() if k.startswith("G.")})
-    assert G.main[0].weight.shape[0] == 12
+    assert G.main[0].weight.shape[0] == 12 and G.main[-2].out_channels == (4 if mask else 3)
+
+
+def test_gan_mask_needs_a_neutral_photo_to_match(synth_faces: Path, tmp_path: Path) -> None:
+    """A masked G trained adversarially alone could copy its input; the flag is refused there."""
+    result = CliRunner().invoke(
+        train_main, [str(synth_faces), "--out", str(tmp_path / "run"), "--stage", "neutralizer", "--gan-mask", *TINY]
+    )
+    assert result.exit_code != 0 and "--gan-mask needs --gan-pair-only or --gan-pair-l1" in result.output
+    assert not (tmp_path / "run").exists()
 
 
 def test_leed_stage_reconstruction_loss_falls(
