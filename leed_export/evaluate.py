@@ -53,6 +53,7 @@ class EvalConfig:
     baselines: tuple[str, ...] = ()  # runs trained with --no-q / --no-siamese (PyTorch run folders)
     inception: str = ""  # TorchScript/ONNX Inception features (B,3,299,299 in [-1,1] -> B,2048) for real FID
     seed: int = 0
+    alpha: float = 1.0  # edit strength of every measured edit (the paper's tables: 1)
     device: str = "cpu"  # cpu | cuda | auto (PyTorch runs; exports run on onnxruntime's CPU provider)
     batch_size: int = 32
     classifier_size: int = 64  # classifiers see crops downsampled to this size (speed)
@@ -173,13 +174,15 @@ class TorchEditor(Editor):
         return torch.cat([self.g(b).float().clamp(-1, 1).cpu() for b in self._batches(x, f"{self.label}: neutral")])
 
     @torch.no_grad()
-    def edit_from_neutrals(self, faces_n: torch.Tensor, refs: torch.Tensor, refs_n: torch.Tensor) -> torch.Tensor:
-        """The chain with given neutral faces in place of G's: D(I(E(N_A), X(E(R_B), E(N_B))))."""
+    def edit_from_neutrals(
+        self, faces_n: torch.Tensor, refs: torch.Tensor, refs_n: torch.Tensor, alpha: float = 1.0
+    ) -> torch.Tensor:
+        """The chain with given neutral faces in place of G's: D(I(E(N_A), alpha X(E(R_B), E(N_B))))."""
         out = []
         for i in tqdm(range(0, len(faces_n), self.batch_size), desc=f"{self.label}: given neutrals", leave=False):
             fn, r, rn = (t[i : i + self.batch_size].to(self.device) for t in (faces_n, refs, refs_n))
             c_n, c_r, c_rn = self.E(fn), self.E(r), self.E(rn)
-            code = c_n + (c_r - c_rn) if self.linear else self.I(c_n, self.X(c_r, c_rn))
+            code = c_n + alpha * (c_r - c_rn) if self.linear else self.I(c_n, alpha * self.X(c_r, c_rn))
             out.append(self.D(code).float().clamp(-1, 1).cpu())
         return torch.cat(out)
 
@@ -534,9 +537,11 @@ def _pick(data: EvalData, subject: str | None, expression: str, angle: str | Non
     return found[0] if found else None
 
 
-def transfer_grid(path: Path, editor: Editor, data: EvalData, inputs: list[int], ref_angle: str | None) -> Path:
+def transfer_grid(
+    path: Path, editor: Editor, data: EvalData, inputs: list[int], ref_angle: str | None, alpha: float = 1.0
+) -> Path:
     """Fig. 11 (and Fig. 5 for profile inputs): per input, a row of references (another subject,
-    each expression), the edits and the ground truth."""
+    each expression), the edits at `alpha` and the ground truth."""
     rows: list[tuple[str, list]] = []
     for f in inputs:
         a = data.pool[f]
@@ -546,7 +551,7 @@ def transfer_grid(path: Path, editor: Editor, data: EvalData, inputs: list[int],
         valid = [j for j, r in enumerate(refs) if r is not None]
         edit_row: list[np.ndarray | None] = [None] * len(EXPRESSIONS)
         if valid:
-            edits = run_edits(editor, data.crops, np.full(len(valid), f), np.array([refs[j] for j in valid]))
+            edits = run_edits(editor, data.crops, np.full(len(valid), f), np.array([refs[j] for j in valid]), alpha)
             for j, image in zip(valid, figures.to_uint8(edits), strict=True):
                 edit_row[j] = image
         label = f"{a.subject} {a.angle or ''}".strip()
@@ -643,7 +648,7 @@ def run_eval(cfg: EvalConfig) -> dict:
 
         # every method's edits of the same pairs, measured the same way; the truth as a ceiling
         truth = data.crops[pairs.truth]
-        edits = {e.label: run_edits(e, data.crops, pairs.face, pairs.ref) for e in editors}
+        edits = {e.label: run_edits(e, data.crops, pairs.face, pairs.ref, cfg.alpha) for e in editors}
         rows = {
             label: method_metrics(cfg, images, truth, pairs, clf, real, inception) for label, images in edits.items()
         }
@@ -653,7 +658,7 @@ def run_eval(cfg: EvalConfig) -> dict:
         neutrals = true_neutrals(pairs, targets, has) if isinstance(editors[0], TorchEditor) else None
         if neutrals is not None:  # stage 2 alone: what a perfect stage 1 would give this run
             oracle = editors[0].edit_from_neutrals(
-                as_tensor(neutrals[0]), as_tensor(data.crops[pairs.ref]), as_tensor(neutrals[1])
+                as_tensor(neutrals[0]), as_tensor(data.crops[pairs.ref]), as_tensor(neutrals[1]), cfg.alpha
             )
             rows[ORACLE_ROW] = method_metrics(cfg, oracle, truth, pairs, clf, real, inception)
         rows["Ground truth (ceiling)"] = method_metrics(cfg, as_tensor(truth), truth, pairs, clf, real, inception)
@@ -664,11 +669,13 @@ def run_eval(cfg: EvalConfig) -> dict:
         # figures (the first editor is MODEL_DIR's LEED)
         main = editors[0]
         drawn = {
-            "grid": transfer_grid(out / "grid.png", main, data, figure_inputs(data, cfg.figure_inputs, ("090",)), None)
+            "grid": transfer_grid(
+                out / "grid.png", main, data, figure_inputs(data, cfg.figure_inputs, ("090",)), None, cfg.alpha
+            )
         }
         profile = figure_inputs(data, 2, PROFILE_ANGLES)
         if profile:
-            drawn["profile"] = transfer_grid(out / "profile.png", main, data, profile, "090")
+            drawn["profile"] = transfer_grid(out / "profile.png", main, data, profile, "090", cfg.alpha)
         else:
             data.notes.append("no held-out image at angles 045/135: profile figure skipped")
         drawn["strips"] = strips(out / "strips.png", main, data, pairs, cfg.figure_inputs)
@@ -686,6 +693,7 @@ def run_eval(cfg: EvalConfig) -> dict:
 
     result = {
         "model_dir": cfg.model_dir,
+        "alpha": cfg.alpha,
         "data": {
             "data_dir": cfg.data_dir,
             "held_out_subjects": sorted({s.subject for s in data.pool[: data.n_held]}),
@@ -746,6 +754,11 @@ def render_report(result: dict) -> str:
         "",
         f"R (expression classifier on real held-out images): **{result['R']:.2f}%**",
         "",
+        *(
+            [f"Every edit at alpha {result['alpha']:g} (the paper's tables: 1); the ground truth is alpha 1's.", ""]
+            if result.get("alpha", 1.0) != 1.0
+            else []
+        ),
         head,
         "|" + " --- |" * (head.count("|") - 1),
     ]

@@ -30,6 +30,13 @@ Examples:
     help="TorchScript/ONNX Inception feature model (B,3,299,299 in [-1,1] -> B,2048) for real FID; none ships here.",
 )
 @click.option("--classifier-epochs", type=int, default=6, show_default=True, help="Epochs of each classifier.")
+@click.option(
+    "--alpha",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Edit strength of every measured edit, as leed-run's --alpha (the paper's tables: 1).",
+)
 @click.option("--device", default="cpu", show_default=True, help="cpu | cuda | auto (PyTorch runs).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @handle_errors
@@ -43,5 +50,6 @@ def eval_main(model_dir: str, data_dir: str, out: str, baselines: tuple[str, ...
     click.echo(
         f"leed-eval: {result['data']['pairs']} pairs, SSIM {leed['ssim']:.4f}, PSNR {leed['psnr']:.2f} dB, "
         f"R {result['R']:.1f}%, G {leed['G']:.1f}%, R+G {leed['R+G']:.1f}%, FD-expr {leed['fd_expr']:.3f}, "
-        f"ID {leed['id_verification']:.1f}% ({result['seconds']} s); report in {out}/report.md"
+        f"ID {leed['id_verification']:.1f}%{'' if cfg.alpha == 1 else f' at alpha {cfg.alpha:g}'} "
+        f"({result['seconds']} s); report in {out}/report.md"
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -132,6 +133,28 @@ def test_report_is_deterministic(tiny_run: Path, synth_faces: Path, tmp_path: Pa
     b = run_eval(EvalConfig(out=str(tmp_path / "b"), **cfg))
     assert a["methods"]["LEED"]["ssim"] == b["methods"]["LEED"]["ssim"]
     assert a["data"] == b["data"]
+
+
+def test_alpha_scales_every_edit(tiny_run: Path, synth_faces: Path, tmp_path: Path) -> None:
+    """--alpha reaches every edit: at 0 an input's edits no longer depend on the reference (the
+    model's chain and the oracle's alike), at 1 they do; the report says which alpha it used."""
+    from leed_export import evaluate as ev
+
+    cfg = EvalConfig(model_dir=str(tiny_run), data_dir=str(synth_faces), out=str(tmp_path / "r"), alpha=0.0)
+    editors, split = ev.open_model(str(tiny_run), cfg)
+    leed = editors[0]
+    data = ev.load_data(cfg, split)
+    face, refs = np.array([0, 0]), np.array([1, 2])  # one input, two references
+    for alpha in (0.0, 1.0):
+        a, b = ev.run_edits(leed, data.crops, face, refs, alpha)
+        crops = ev.as_tensor(data.crops[[0, 0, 1, 2]])
+        c, d = leed.edit_from_neutrals(crops[:2], crops[2:], crops[:2].flip(3), alpha)
+        assert torch.equal(a, b) == torch.equal(c, d) == (alpha == 0), alpha
+    for e in editors:
+        e.close()
+    doc = run_eval(dataclasses.replace(cfg, faces=3, classifier_epochs=1, subjects=2))
+    assert doc["alpha"] == 0.0
+    assert "Every edit at alpha 0 " in (tmp_path / "r" / "report.md").read_text()
 
 
 def test_inception_option_reports_fid(tiny_run: Path, synth_faces: Path, tmp_path: Path) -> None:
