@@ -28,6 +28,12 @@ Examples:
 @click.option("--samples", type=int, default=8, show_default=True, help="Real crops per parity check.")
 @click.option("--force", is_flag=True, help="Replace a non-empty --out.")
 @click.option("--opencv", is_flag=True, help="Also batch-1 reference/edit graphs for OpenCV DNN hosts (samples/cpp).")
+@click.option(
+    "--residual-edit",
+    is_flag=True,
+    help="Not in the paper: `edit` adds D's change to the sharp neutral face, G(x) + D(I(c, a dexp)) - D(I(c, 0)) "
+    "(the shipped model's export).",
+)
 @click.option("--check", "check_dir", default=None, metavar="EXPORT_DIR", help="Re-verify an export folder and exit.")
 @handle_errors
 def main(run_dir: str | None, check_dir: str | None, **opts: object) -> None:

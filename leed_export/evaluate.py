@@ -193,7 +193,8 @@ class OnnxEditor(Editor):
     def __init__(self, folder: Path, manifest: Manifest, batch_size: int) -> None:
         from leed_runtime.backends.base import open_backend
 
-        self.label, self.batch_size = "LEED (ONNX)", batch_size
+        residual = manifest.source.get("residual_edit", False)
+        self.label, self.batch_size = "LEED (ONNX, residual edit)" if residual else "LEED (ONNX)", batch_size
         self.ref = open_backend("onnxruntime-cpu", folder, manifest, "reference")
         self.edit = open_backend("onnxruntime-cpu", folder, manifest, "edit")
         self.ref.activate()

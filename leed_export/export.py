@@ -48,6 +48,7 @@ class ExportConfig:
     samples: int = 8  # real crops per parity check
     force: bool = False  # replace a non-empty --out
     opencv: bool = False  # also batch-1 variants of reference/edit that OpenCV 4.6's DNN importer loads
+    residual_edit: bool = False  # edit = G(face) + D(I(c, dexp)) - D(I(c, 0)) (graphs.edit_chain; not in the paper)
 
     def validate(self) -> trt_build.BatchProfile | None:
         """Check every option before any work; returns the engine profile (None without --engine)."""
@@ -106,7 +107,8 @@ def run_export(cfg: ExportConfig) -> Path:
     try:
         (tmp / CONFIG_FILE).write_text(json.dumps(asdict(cfg), indent=2, sort_keys=True) + "\n")
         manifest = _new_manifest(run)
-        graphs = build_graphs(run)
+        manifest.source["residual_edit"] = cfg.residual_edit
+        graphs = build_graphs(run, cfg.residual_edit)
         feeds = real_feeds(run, faces, references, alpha)
         with torch.no_grad():
             expected = {name: graphs[name](*feeds[name].values()).numpy() for name in GRAPHS}
@@ -128,7 +130,7 @@ def run_export(cfg: ExportConfig) -> Path:
 
         # OpenCV variants (C++ hosts on OpenCV DNN): batch 1, gated like the others.
         if cfg.opencv:
-            variants = build_opencv_graphs(run)
+            variants = build_opencv_graphs(run, cfg.residual_edit)
             one = {
                 "reference.opencv": {"reference": references[:1]},
                 "edit.opencv": {"face": faces[:1], "dexp": feeds["edit"]["dexp"][:1] * alpha[:1, None, None, None]},

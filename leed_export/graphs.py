@@ -124,15 +124,32 @@ class Reference(nn.Module):
         return self.X(self.E(reference), self.E(self.G(reference)))
 
 
-class Edit(nn.Module):
-    """face, dexp, alpha -> D(I(E(G(face)), alpha * dexp)), alpha one scalar per sample."""
+def edit_chain(
+    G: nn.Module, E: nn.Module, I: nn.Module, D: nn.Module, face: Tensor, dexp: Tensor, residual: bool
+) -> Tensor:
+    """D(I(E(G(face)), dexp)), dexp already scaled by alpha. With `residual` (`leed-export
+    --residual-edit`, not in the paper) the decoder's change is added to the neutral face instead,
+    G(face) + D(I(c, dexp)) - D(I(c, 0)): what D blurs alike in both cancels, and the face keeps
+    G's sharpness (alpha 0 gives G(face) exactly). D and I run twice."""
+    neutral = G(face)
+    code = E(neutral)
+    edited = D(I(code, dexp))
+    if not residual:
+        return edited
+    return neutral + edited - D(I(code, dexp * 0.0))
 
-    def __init__(self, G: nn.Module, E: nn.Module, I: nn.Module, D: nn.Module) -> None:
+
+class Edit(nn.Module):
+    """face, dexp, alpha -> D(I(E(G(face)), alpha * dexp)), alpha one scalar per sample
+    (`edit_chain`, residual or not)."""
+
+    def __init__(self, G: nn.Module, E: nn.Module, I: nn.Module, D: nn.Module, residual: bool = False) -> None:
         super().__init__()
         self.G, self.E, self.I, self.D = G, E, I, D
+        self.residual = residual
 
     def forward(self, face: Tensor, dexp: Tensor, alpha: Tensor) -> Tensor:
-        return self.D(self.I(self.E(self.G(face)), alpha[:, None, None, None] * dexp))
+        return edit_chain(self.G, self.E, self.I, self.D, face, alpha[:, None, None, None] * dexp, self.residual)
 
 
 class ConstantPlanesNeutralizer(nn.Module):
@@ -149,26 +166,23 @@ class ConstantPlanesNeutralizer(nn.Module):
         return self.G.with_planes(image, self.planes)
 
 
-class EditScaled(nn.Module):
-    """face, dexp -> D(I(E(G(face)), dexp)): alpha already multiplied into dexp by the host."""
+class EditScaled(Edit):
+    """face, dexp -> the edit: alpha already multiplied into dexp by the host."""
 
-    def __init__(self, G: nn.Module, E: nn.Module, I: nn.Module, D: nn.Module) -> None:
-        super().__init__()
-        self.G, self.E, self.I, self.D = G, E, I, D
-
-    def forward(self, face: Tensor, dexp: Tensor) -> Tensor:
-        return self.D(self.I(self.E(self.G(face)), dexp))
+    def forward(self, face: Tensor, dexp: Tensor) -> Tensor:  # type: ignore[override]
+        return edit_chain(self.G, self.E, self.I, self.D, face, dexp, self.residual)
 
 
-def build_opencv_graphs(run: TrainedRun) -> dict[str, nn.Module]:
+def build_opencv_graphs(run: TrainedRun, residual: bool = False) -> dict[str, nn.Module]:
     """The `--opencv` variants of `reference` and `edit` (see SPECS)."""
     G = ConstantPlanesNeutralizer(run.neutralizer(), run.cfg.net.image_size)
     E, D, X, I = (run.nets[k] for k in ("E", "D", "X", "I"))
-    return {"reference.opencv": Reference(G, E, X).eval(), "edit.opencv": EditScaled(G, E, I, D).eval()}
+    return {"reference.opencv": Reference(G, E, X).eval(), "edit.opencv": EditScaled(G, E, I, D, residual).eval()}
 
 
-def build_graphs(run: TrainedRun) -> dict[str, nn.Module]:
-    """Every graph of GRAPHS as an eval-mode module sharing the run's weights."""
+def build_graphs(run: TrainedRun, residual: bool = False) -> dict[str, nn.Module]:
+    """Every graph of GRAPHS as an eval-mode module sharing the run's weights; `residual`:
+    the `edit` graph adds the decoder's change to the neutral face (`edit_chain`)."""
     G = run.neutralizer()
     E, D, X, I = (run.nets[k] for k in ("E", "D", "X", "I"))
     modules: dict[str, nn.Module] = {
@@ -178,7 +192,7 @@ def build_graphs(run: TrainedRun) -> dict[str, nn.Module]:
         "interpolator": Interpolator(I),
         "decoder": Decoder(D),
         "reference": Reference(G, E, X),
-        "edit": Edit(G, E, I, D),
+        "edit": Edit(G, E, I, D, residual),
     }
     return {name: m.eval() for name, m in modules.items()}
 

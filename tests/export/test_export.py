@@ -120,6 +120,37 @@ def test_dynamic_batch(exported: Path, name: str) -> None:
             assert out.shape == (batch, *art.outputs[0].shape[1:]) and np.isfinite(out).all()
 
 
+def test_residual_edit_adds_the_decoders_change_to_the_neutral_face(tiny_run: Path, tmp_path: Path) -> None:
+    """--residual-edit: `edit` (and `edit.opencv`) = G(x) + D(I(c, alpha dexp)) - D(I(c, 0)),
+    rebuilt here from the five single-network graphs of the same export; alpha 0 gives G(x)."""
+    out = tmp_path / "residual"
+    result = _invoke([str(tiny_run), "--out", str(out), "--residual-edit", "--opencv", "--samples", "4"])
+    assert result.exit_code == 0, result.output
+    manifest = read_manifest(out)
+    assert manifest.source["residual_edit"] is True
+
+    def run(name: str, **feeds: np.ndarray) -> np.ndarray:
+        with open_backend("onnxruntime-cpu", out, manifest, name) as backend:
+            (value,) = backend.infer(feeds).values()
+        return value
+
+    rng = np.random.default_rng(0)
+    face, ref = (rng.uniform(-1, 1, (2, 3, 128, 128)).astype("float32") for _ in range(2))
+    dexp = run("reference", reference=ref)
+    neutral = run("neutralizer", image=face)
+    code = run("encoder", image=neutral)
+    alpha = np.array([0.0, 1.5], np.float32)
+    scaled = alpha[:, None, None, None] * dexp
+    want = neutral + run("decoder", code=run("interpolator", neutral_code=code, dexp=scaled))
+    want -= run("decoder", code=run("interpolator", neutral_code=code, dexp=0 * dexp))
+    got = run("edit", face=face, dexp=dexp, alpha=alpha)
+    np.testing.assert_allclose(got, want, atol=2e-4)
+    np.testing.assert_allclose(got[0], neutral[0], atol=2e-4)  # alpha 0: the neutral face itself
+    assert np.abs(got[1] - neutral[1]).max() > 1e-2  # alpha 1.5 changes it
+    opencv = run("edit.opencv", face=face[1:], dexp=scaled[1:])
+    np.testing.assert_allclose(opencv, want[1:], atol=2e-4)
+
+
 @pytest.mark.skipif(not HAS_RTX, reason="tensorrt_rtx_bindings not installed (pip install 'leed[tensorrt-rtx]')")
 def test_tensorrt_rtx_plans_for_every_graph(exported: Path) -> None:
     manifest = read_manifest(exported)
