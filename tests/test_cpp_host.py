@@ -57,10 +57,17 @@ def build(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@pytest.fixture(scope="module")
-def export(tiny_export: Path) -> Path:
-    """The real exporter's output for a tiny run (it includes the --opencv variants)."""
-    return tiny_export
+@pytest.fixture(scope="module", params=["plain", "residual-edit"])
+def export(request: pytest.FixtureRequest, tiny_export: Path, tiny_run: Path, tmp_path_factory) -> Path:
+    """The real exporter's output for a tiny run (it includes the --opencv variants), as the
+    paper's chain and with `--residual-edit` (the shipped model's kind)."""
+    if request.param == "plain":
+        return tiny_export
+    from leed_export.export import ExportConfig, run_export
+
+    out = tmp_path_factory.mktemp("exports") / "tiny-residual"
+    run_export(ExportConfig(run_dir=str(tiny_run), out=str(out), samples=4, opencv=True, residual_edit=True))
+    return out
 
 
 @pytest.fixture(scope="module")
