@@ -118,9 +118,9 @@ def test_edits_move_the_face_toward_the_reference_expression(held_out_frontal: d
     face (the same neutralizer, encoder and decoder: only the reference's expression differs;
     against the sharp input the blurry CPU decoder would dominate any distance).
 
-    On average, and in more than half of the 84 cases, it must be. The shipped CPU model's
-    effect is weak (measured when it was trained: 61 of 84, mean gain 6.1 of a 0-765 pixel
-    distance); a model that ignored the reference would sit at chance."""
+    A model that ignored the reference would sit at chance (half the cases, mean gain 0). The
+    shipped model, when it was trained: 72 of 84, mean gain 15.6 of a 0-765 pixel distance
+    (the model before it: 61 of 84, 6.1). It must keep at least 60 of 84 and half that gain."""
     from leed_runtime.pipeline import Editor
     from leed_runtime.run import read_image
 
@@ -147,7 +147,7 @@ def test_edits_move_the_face_toward_the_reference_expression(held_out_frontal: d
                     gains.append(d_base - d_edit)
     gains = np.array(gains)
     assert len(gains) == 84
-    assert gains.mean() > 0 and (gains > 0).mean() > 0.5, (gains.mean(), (gains > 0).sum())
+    assert gains.mean() > 7.8 and (gains > 0).sum() >= 60, (gains.mean(), (gains > 0).sum())
 
 
 def test_leed_eval_ssim_matches_the_model_card(ci_faces: Path, tmp_path: Path) -> None:
@@ -167,7 +167,6 @@ def test_leed_eval_ssim_matches_the_model_card(ci_faces: Path, tmp_path: Path) -
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads((tmp_path / "report" / "metrics.json").read_text())
     assert result["data"]["held_out_subjects"] == held_out(ci_faces)
-    label, row = next(iter(result["methods"].items()))  # the first row is the model's
-    assert label.startswith("LEED (ONNX")
+    (row,) = [m for label, m in result["methods"].items() if label.startswith("LEED (ONNX")]  # the model's
     ssim = row["ssim"]
     assert ssim >= card_number("ci-ssim") - 0.02, ssim
