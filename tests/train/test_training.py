@@ -109,12 +109,17 @@ def test_stage1_pair_only_with_a_wider_generator(synth_faces: Path, tmp_path: Pa
 
 
 def test_gan_mask_needs_a_neutral_photo_to_match(synth_faces: Path, tmp_path: Path) -> None:
-    """A masked G trained adversarially alone could copy its input; the flag is refused there."""
-    result = CliRunner().invoke(
-        train_main, [str(synth_faces), "--out", str(tmp_path / "run"), "--stage", "neutralizer", "--gan-mask", *TINY]
-    )
+    """A masked G trained adversarially alone could copy its input; the flag is refused there.
+    With `--gan-pair-l1` the StarGAN recipe trains the masked G (D and pair losses logged)."""
+    run = tmp_path / "run"
+    args = [str(synth_faces), "--out", str(run), "--stage", "neutralizer", "--gan-mask", *TINY]
+    result = CliRunner().invoke(train_main, args)
     assert result.exit_code != 0 and "--gan-mask needs --gan-pair-only or --gan-pair-l1" in result.output
-    assert not (tmp_path / "run").exists()
+    assert not run.exists()
+    _train([*args, "--gan-pair-l1", "10", "--gan-iters", "6", "--gan-n-critic", "2"])
+    for key in ("D_loss_real", "D_loss_gp", "G_loss_fake", "G_loss_rec", "G_loss_pair"):
+        assert _stats(run, "neutralizer", key), f"{key} never logged"
+    assert json.loads((run / "config.json").read_text())["net"]["stargan_mask"] is True
 
 
 def test_leed_stage_reconstruction_loss_falls(
