@@ -219,8 +219,8 @@ def bench_infer(cfg: InferConfig) -> dict[str, Any]:
         "results": rows,
     }
     if cfg.torch_run:
-        residual = bool(manifest.source.get("residual_edit", False))  # the same `edit` graph as the export's
-        result["torch"] = bench_torch(cfg, "cpu" if kind == "onnxruntime-cpu" else "cuda", residual)
+        residual = (bool(manifest.source.get("residual_edit", False)), float(manifest.source.get("residual_gate", 0)))
+        result["torch"] = bench_torch(cfg, "cpu" if kind == "onnxruntime-cpu" else "cuda", *residual)
         by_key = {(r["graph"], r["batch"]): r for r in result["torch"]["results"]}
         for row in rows:
             ref = by_key.get((row["graph"], row["batch"]))
@@ -295,9 +295,9 @@ def _rates(row: dict[str, Any], flops: float | None, peak: float | None) -> dict
     return row
 
 
-def bench_torch(cfg: InferConfig, device: str, residual: bool = False) -> dict[str, Any]:
-    """The same graphs, chain and `edit` (`residual`: as `--residual-edit` builds it) in PyTorch
-    eager (FP32) on the run's weights."""
+def bench_torch(cfg: InferConfig, device: str, residual: bool = False, gate: float = 0.0) -> dict[str, Any]:
+    """The same graphs, chain and `edit` (`residual`, `gate`: as `--residual-edit` built the
+    export's) in PyTorch eager (FP32) on the run's weights."""
     import torch
 
     from leed_export.graphs import build_graphs
@@ -306,7 +306,7 @@ def bench_torch(cfg: InferConfig, device: str, residual: bool = False) -> dict[s
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     run = load_trained(cfg.torch_run, device)
-    graphs = build_graphs(run, residual)
+    graphs = build_graphs(run, residual, gate)
     sync = torch.cuda.synchronize if device == "cuda" else None
     size, channels = run.cfg.net.image_size, run.cfg.net.code_channels
     rows = []

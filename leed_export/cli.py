@@ -31,8 +31,16 @@ Examples:
 @click.option(
     "--residual-edit",
     is_flag=True,
-    help="Not in the paper: `edit` adds D's change to the sharp neutral face, G(x) + D(I(c, a dexp)) - D(I(c, 0)) "
+    help="Not in the paper: `edit` puts back the detail D loses, D(I(c, a dexp)) + G(x) - D(I(c, 0)) "
     "(the shipped model's export).",
+)
+@click.option(
+    "--residual-gate",
+    type=float,
+    default=0.1,
+    show_default=True,
+    help="With --residual-edit: fade that detail out where D changes the face by this much "
+    "(mean RGB change in [-1, 1] units, blurred 9x9), so a moved brow leaves no ghost; 0: never.",
 )
 @click.option("--check", "check_dir", default=None, metavar="EXPORT_DIR", help="Re-verify an export folder and exit.")
 @handle_errors

@@ -48,7 +48,8 @@ class ExportConfig:
     samples: int = 8  # real crops per parity check
     force: bool = False  # replace a non-empty --out
     opencv: bool = False  # also batch-1 variants of reference/edit that OpenCV 4.6's DNN importer loads
-    residual_edit: bool = False  # edit = G(face) + D(I(c, dexp)) - D(I(c, 0)) (graphs.edit_chain; not in the paper)
+    residual_edit: bool = False  # edit = D(I(c, dexp)) + (G(face) - D(I(c, 0))) (graphs.edit_chain; not in the paper)
+    residual_gate: float = 0.1  # with residual_edit: fade that detail out where D changes the face this much; 0: never
 
     def validate(self) -> trt_build.BatchProfile | None:
         """Check every option before any work; returns the engine profile (None without --engine)."""
@@ -69,6 +70,8 @@ class ExportConfig:
             )
         if self.data and not Path(self.data).is_dir():
             raise LeedError(f"--data {self.data}: no such folder; pass the dataset the run was trained on")
+        if not 0 <= self.residual_gate <= 2:
+            raise LeedError(f"--residual-gate {self.residual_gate}: choose 0 (off) .. 2, in [-1, 1] image units")
         if not 2 <= self.samples <= 64:
             raise LeedError(f"--samples {self.samples}: choose 2..64 real crops for the parity checks")
         if self.fp16:
@@ -108,7 +111,9 @@ def run_export(cfg: ExportConfig) -> Path:
         (tmp / CONFIG_FILE).write_text(json.dumps(asdict(cfg), indent=2, sort_keys=True) + "\n")
         manifest = _new_manifest(run)
         manifest.source["residual_edit"] = cfg.residual_edit
-        graphs = build_graphs(run, cfg.residual_edit)
+        if cfg.residual_edit:
+            manifest.source["residual_gate"] = cfg.residual_gate
+        graphs = build_graphs(run, cfg.residual_edit, cfg.residual_gate)
         feeds = real_feeds(run, faces, references, alpha)
         with torch.no_grad():
             expected = {name: graphs[name](*feeds[name].values()).numpy() for name in GRAPHS}
@@ -130,7 +135,7 @@ def run_export(cfg: ExportConfig) -> Path:
 
         # OpenCV variants (C++ hosts on OpenCV DNN): batch 1, gated like the others.
         if cfg.opencv:
-            variants = build_opencv_graphs(run, cfg.residual_edit)
+            variants = build_opencv_graphs(run, cfg.residual_edit, cfg.residual_gate)
             one = {
                 "reference.opencv": {"reference": references[:1]},
                 "edit.opencv": {"face": faces[:1], "dexp": feeds["edit"]["dexp"][:1] * alpha[:1, None, None, None]},

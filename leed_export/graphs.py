@@ -125,31 +125,50 @@ class Reference(nn.Module):
 
 
 def edit_chain(
-    G: nn.Module, E: nn.Module, I: nn.Module, D: nn.Module, face: Tensor, dexp: Tensor, residual: bool
+    G: nn.Module,
+    E: nn.Module,
+    I: nn.Module,
+    D: nn.Module,
+    face: Tensor,
+    dexp: Tensor,
+    residual: bool,
+    gate: float = 0.0,
 ) -> Tensor:
     """D(I(E(G(face)), dexp)), dexp already scaled by alpha. With `residual` (`leed-export
-    --residual-edit`, not in the paper) the decoder's change is added to the neutral face instead,
-    G(face) + D(I(c, dexp)) - D(I(c, 0)): what D blurs alike in both cancels, and the face keeps
-    G's sharpness (alpha 0 gives G(face) exactly). D and I run twice."""
+    --residual-edit`, not in the paper) the detail D loses is put back: edited + (G(face) - D(I(c, 0))),
+    i.e. G(face) plus the decoder's change, so the face keeps G's sharpness (alpha 0 gives G(face)
+    exactly); D and I run twice. With `gate` > 0 (`--residual-gate`) the detail is faded out where
+    the decoder changes the face by `gate` or more (the per-pixel change, mean over RGB, box-blurred
+    9x9, in [-1, 1] units): a brow or mouth that moved then shows no ghost of its old place."""
     neutral = G(face)
     code = E(neutral)
     edited = D(I(code, dexp))
     if not residual:
         return edited
-    return neutral + edited - D(I(code, dexp * 0.0))
+    base = D(I(code, dexp * 0.0))
+    detail = neutral - base
+    if gate > 0:
+        change = (edited - base).abs()
+        change = (change[:, 0:1] + change[:, 1:2] + change[:, 2:3]) / 3  # Slice/Add: OpenCV DNN loads it
+        # 1 - min(1, blurred / gate) as a ReLU: OpenCV 4.6 cannot parse the exporter's Clip
+        detail = detail * torch.relu(1 - nn.functional.avg_pool2d(change, 9, 1, 4) / gate)
+    return edited + detail
 
 
 class Edit(nn.Module):
     """face, dexp, alpha -> D(I(E(G(face)), alpha * dexp)), alpha one scalar per sample
     (`edit_chain`, residual or not)."""
 
-    def __init__(self, G: nn.Module, E: nn.Module, I: nn.Module, D: nn.Module, residual: bool = False) -> None:
+    def __init__(
+        self, G: nn.Module, E: nn.Module, I: nn.Module, D: nn.Module, residual: bool = False, gate: float = 0.0
+    ) -> None:
         super().__init__()
         self.G, self.E, self.I, self.D = G, E, I, D
-        self.residual = residual
+        self.residual, self.gate = residual, gate
 
     def forward(self, face: Tensor, dexp: Tensor, alpha: Tensor) -> Tensor:
-        return edit_chain(self.G, self.E, self.I, self.D, face, alpha[:, None, None, None] * dexp, self.residual)
+        scaled = alpha[:, None, None, None] * dexp
+        return edit_chain(self.G, self.E, self.I, self.D, face, scaled, self.residual, self.gate)
 
 
 class ConstantPlanesNeutralizer(nn.Module):
@@ -170,19 +189,20 @@ class EditScaled(Edit):
     """face, dexp -> the edit: alpha already multiplied into dexp by the host."""
 
     def forward(self, face: Tensor, dexp: Tensor) -> Tensor:  # type: ignore[override]
-        return edit_chain(self.G, self.E, self.I, self.D, face, dexp, self.residual)
+        return edit_chain(self.G, self.E, self.I, self.D, face, dexp, self.residual, self.gate)
 
 
-def build_opencv_graphs(run: TrainedRun, residual: bool = False) -> dict[str, nn.Module]:
+def build_opencv_graphs(run: TrainedRun, residual: bool = False, gate: float = 0.0) -> dict[str, nn.Module]:
     """The `--opencv` variants of `reference` and `edit` (see SPECS)."""
     G = ConstantPlanesNeutralizer(run.neutralizer(), run.cfg.net.image_size)
     E, D, X, I = (run.nets[k] for k in ("E", "D", "X", "I"))
-    return {"reference.opencv": Reference(G, E, X).eval(), "edit.opencv": EditScaled(G, E, I, D, residual).eval()}
+    edit = EditScaled(G, E, I, D, residual, gate)
+    return {"reference.opencv": Reference(G, E, X).eval(), "edit.opencv": edit.eval()}
 
 
-def build_graphs(run: TrainedRun, residual: bool = False) -> dict[str, nn.Module]:
-    """Every graph of GRAPHS as an eval-mode module sharing the run's weights; `residual`:
-    the `edit` graph adds the decoder's change to the neutral face (`edit_chain`)."""
+def build_graphs(run: TrainedRun, residual: bool = False, gate: float = 0.0) -> dict[str, nn.Module]:
+    """Every graph of GRAPHS as an eval-mode module sharing the run's weights; `residual` and
+    `gate`: the `edit` graph puts back the detail the decoder loses (`edit_chain`)."""
     G = run.neutralizer()
     E, D, X, I = (run.nets[k] for k in ("E", "D", "X", "I"))
     modules: dict[str, nn.Module] = {
@@ -192,7 +212,7 @@ def build_graphs(run: TrainedRun, residual: bool = False) -> dict[str, nn.Module
         "interpolator": Interpolator(I),
         "decoder": Decoder(D),
         "reference": Reference(G, E, X),
-        "edit": Edit(G, E, I, D, residual),
+        "edit": Edit(G, E, I, D, residual, gate),
     }
     return {name: m.eval() for name, m in modules.items()}
 

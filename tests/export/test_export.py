@@ -120,14 +120,17 @@ def test_dynamic_batch(exported: Path, name: str) -> None:
             assert out.shape == (batch, *art.outputs[0].shape[1:]) and np.isfinite(out).all()
 
 
-def test_residual_edit_adds_the_decoders_change_to_the_neutral_face(tiny_run: Path, tmp_path: Path) -> None:
-    """--residual-edit: `edit` (and `edit.opencv`) = G(x) + D(I(c, alpha dexp)) - D(I(c, 0)),
-    rebuilt here from the five single-network graphs of the same export; alpha 0 gives G(x)."""
+def test_residual_edit_puts_back_the_detail_the_decoder_loses(tiny_run: Path, tmp_path: Path) -> None:
+    """--residual-edit: `edit` (and `edit.opencv`) = E1 + (1 - m) (G(x) - E0), E1 = D(I(c, alpha
+    dexp)), E0 = D(I(c, 0)), m = min(1, blur9(mean_rgb |E1 - E0|) / gate), rebuilt here in numpy
+    from the five single-network graphs of the same export; alpha 0 gives G(x)."""
+    from scipy.ndimage import uniform_filter
+
     out = tmp_path / "residual"
     result = _invoke([str(tiny_run), "--out", str(out), "--residual-edit", "--opencv", "--samples", "4"])
     assert result.exit_code == 0, result.output
     manifest = read_manifest(out)
-    assert manifest.source["residual_edit"] is True
+    assert manifest.source["residual_edit"] is True and manifest.source["residual_gate"] == 0.1
 
     def run(name: str, **feeds: np.ndarray) -> np.ndarray:
         with open_backend("onnxruntime-cpu", out, manifest, name) as backend:
@@ -139,16 +142,48 @@ def test_residual_edit_adds_the_decoders_change_to_the_neutral_face(tiny_run: Pa
     dexp = run("reference", reference=ref)
     neutral = run("neutralizer", image=face)
     code = run("encoder", image=neutral)
-    alpha = np.array([0.0, 1.5], np.float32)
+    alpha = np.array([0.0, 3.0], np.float32)
     scaled = alpha[:, None, None, None] * dexp
-    want = neutral + run("decoder", code=run("interpolator", neutral_code=code, dexp=scaled))
-    want -= run("decoder", code=run("interpolator", neutral_code=code, dexp=0 * dexp))
+    edited = run("decoder", code=run("interpolator", neutral_code=code, dexp=scaled))
+    base = run("decoder", code=run("interpolator", neutral_code=code, dexp=0 * dexp))
+    change = uniform_filter(np.abs(edited - base).mean(1, keepdims=True), (1, 1, 9, 9), mode="constant")
+    m = np.clip(change / 0.1, 0, 1)
+    want = edited + (1 - m) * (neutral - base)
     got = run("edit", face=face, dexp=dexp, alpha=alpha)
     np.testing.assert_allclose(got, want, atol=2e-4)
     np.testing.assert_allclose(got[0], neutral[0], atol=2e-4)  # alpha 0: the neutral face itself
-    assert np.abs(got[1] - neutral[1]).max() > 1e-2  # alpha 1.5 changes it
+    assert 0 < m[1].mean() < 1  # the gate is neither off nor everywhere on these inputs
     opencv = run("edit.opencv", face=face[1:], dexp=scaled[1:])
     np.testing.assert_allclose(opencv, want[1:], atol=2e-4)
+
+
+def test_residual_gate_keeps_detail_where_the_decoder_changes_nothing() -> None:
+    """edit_chain's semantics on stand-ins: G, E identity, I(c, d) = c + d, D a 3x3 blur. Where
+    dexp is 0 the residual edit returns the sharp face itself; where dexp changes the face by more
+    than the gate it returns the decoder's (blurred) edit; `gate` 0 never fades the detail."""
+    import torch
+
+    from leed_export.graphs import edit_chain
+
+    class Blur(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.avg_pool2d(x, 3, 1, 1, count_include_pad=False)
+
+    class Add(torch.nn.Module):
+        def forward(self, c: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+            return c + d
+
+    same, D, I = torch.nn.Identity(), Blur(), Add()
+    face = torch.rand(1, 3, 64, 64) * 2 - 1
+    dexp = torch.zeros_like(face)
+    dexp[..., :, 32:] = 0.5  # right half changes by 0.5 >> gate
+    plain = edit_chain(same, same, I, D, face, dexp, residual=False)
+    gated = edit_chain(same, same, I, D, face, dexp, residual=True, gate=0.1)
+    ungated = edit_chain(same, same, I, D, face, dexp, residual=True, gate=0.0)
+    left, right = (..., slice(4, 60), slice(4, 24)), (..., slice(4, 60), slice(42, 60))
+    torch.testing.assert_close(gated[left], face[left])  # no change there: the sharp input
+    torch.testing.assert_close(gated[right], plain[right])  # big change: the decoder's edit
+    torch.testing.assert_close(ungated, plain + face - D(face))  # no gate: detail everywhere
 
 
 @pytest.mark.skipif(not HAS_RTX, reason="tensorrt_rtx_bindings not installed (pip install 'leed[tensorrt-rtx]')")
