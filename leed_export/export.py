@@ -72,6 +72,10 @@ class ExportConfig:
             raise LeedError(f"--data {self.data}: no such folder; pass the dataset the run was trained on")
         if not 0 <= self.residual_gate <= 2:
             raise LeedError(f"--residual-gate {self.residual_gate}: choose 0 (off) .. 2, in [-1, 1] image units")
+        if self.residual_gate != ExportConfig.residual_gate and not self.residual_edit:
+            raise LeedError(
+                f"--residual-gate {self.residual_gate} only applies to --residual-edit; add it or drop the gate"
+            )
         if not 2 <= self.samples <= 64:
             raise LeedError(f"--samples {self.samples}: choose 2..64 real crops for the parity checks")
         if self.fp16:
