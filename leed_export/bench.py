@@ -219,8 +219,9 @@ def bench_infer(cfg: InferConfig) -> dict[str, Any]:
         "results": rows,
     }
     if cfg.torch_run:
-        residual = (bool(manifest.source.get("residual_edit", False)), float(manifest.source.get("residual_gate", 0)))
-        result["torch"] = bench_torch(cfg, "cpu" if kind == "onnxruntime-cpu" else "cuda", *residual)
+        residual, gate = manifest.source.get("residual_edit", False), manifest.source.get("residual_gate", 0.0)
+        device = "cpu" if kind == "onnxruntime-cpu" else "cuda"
+        result["torch"] = bench_torch(cfg, device, residual, gate)  # the same `edit` graph as the export's
         by_key = {(r["graph"], r["batch"]): r for r in result["torch"]["results"]}
         for row in rows:
             ref = by_key.get((row["graph"], row["batch"]))
