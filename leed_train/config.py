@@ -17,9 +17,9 @@ from typing import Any
 
 from leed_runtime.errors import LeedError
 
-PRESETS = ("paper", "small", "tiny")
+PRESETS = ("paper", "small", "compact", "tiny")
 STAGES = ("all", "neutralizer", "leed", "psi")
-PERCEPTUAL = ("vgg19", "random-vgg19", "pixels")
+PERCEPTUAL = ("vgg19", "mobilenet_v2", "random-vgg19", "pixels")
 
 
 @dataclass
@@ -55,6 +55,19 @@ class NetConfig:
                 stargan_d_conv_dim=32,
                 psi_width=32,
             )
+        if preset == "compact":  # between small and tiny: what a CPU can train on real faces in hours
+            return NetConfig(
+                preset="compact",
+                width=0.25,
+                code_channels=128,
+                q_hidden=32,
+                siamese_dim=256,
+                stargan_conv_dim=16,
+                stargan_repeat=4,
+                stargan_d_conv_dim=16,
+                stargan_d_repeat=6,
+                psi_width=16,
+            )
         if preset == "tiny":
             return NetConfig(
                 preset="tiny",
@@ -83,7 +96,8 @@ class TrainConfig:
     out: str = "runs/leed"
     stage: str = "all"  # all | neutralizer | leed | psi
     preset: str = "paper"
-    data_format: str = "auto"  # auto | rafd | cfeed | folder
+    data_format: str = "auto"  # auto | rafd | faces-tw | cfeed | folder
+    val_fraction: float = 0.1  # share of the subjects held out (split by subject)
     angles: tuple[str, ...] = ()  # RaFD camera angles to use, e.g. ("045", "090", "135"); () = all
     gazes: tuple[str, ...] = ()  # RaFD gazes; () = all
     seed: int = 0
@@ -106,8 +120,8 @@ class TrainConfig:
     siamese_margin: float = 0.5  # TraVeLGAN-style margin keeping S from collapsing
     use_q: bool = True  # --no-q ablation (Fig. 3)
     use_siamese: bool = True  # --no-siamese ablation (Fig. 3)
-    perceptual: str = "vgg19"  # vgg19 | random-vgg19 | pixels
-    psi: str = ""  # path of a psi checkpoint (.safetensors) or TorchScript/ONNX feature model
+    perceptual: str = "vgg19"  # vgg19 | mobilenet_v2 | random-vgg19 | pixels
+    psi: str = ""  # "fer" (fer's real classifier), a psi checkpoint (.safetensors), fer's .hdf5, TorchScript/ONNX
     # --- neutralizer stage (yunjey/stargan recipe) ---
     gan_iters: int = 200_000
     gan_decay_iters: int = 100_000
@@ -149,6 +163,8 @@ class TrainConfig:
             cfg.perceptual = "pixels"
         if cfg.perceptual not in PERCEPTUAL:
             raise LeedError(f"--perceptual {cfg.perceptual!r} is unknown; choose one of {', '.join(PERCEPTUAL)}")
+        if not 0.0 <= self.val_fraction < 0.5:
+            raise LeedError(f"--val-fraction {self.val_fraction} is outside 0..0.5; e.g. 0.2 holds out 1 in 5 people")
         if self.batch_size < 2:
             raise LeedError(f"--batch-size {self.batch_size} is too small: pairs need at least 2")
         if cfg.net.preset != cfg.preset:

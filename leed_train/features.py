@@ -1,8 +1,11 @@
-"""Fixed feature networks: Phi, the VGG19 of the perceptual loss (Eq. 14-15), and Psi, the
-expression classifier whose penultimate features F_RB feed the regularizer Q (Eq. 3).
+"""Fixed feature networks: Phi, the network of the perceptual loss (Eq. 14-15: the paper's
+VGG19, or ImageNet MobileNetV2), and Psi, the expression classifier whose penultimate features
+F_RB feed the regularizer Q (Eq. 3).
 
-torchvision is not a dependency: `VGG19Features` and `ResNet18` are written here with
-torchvision's layer layout, so torchvision's `vgg19-dcbb9e9d.pth` loads unchanged.
+torchvision is not a dependency: `VGG19Features`, `MobileNetV2Features` and `ResNet18` are
+written here with torchvision's layer layout, so torchvision's own weight files
+(`vgg19-dcbb9e9d.pth`, `mobilenet_v2-b0353104.pth`) load unchanged; `leed_train.weights`
+finds and checks them.
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ import torch
 from torch import Tensor, nn
 
 from leed_runtime.errors import LeedError
+from leed_train import weights
 from leed_train.config import PERCEPTUAL
+from leed_train.fer import ExpressionClassifier, load_fer
 
 VGG19_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
 VGG19_FILE = "vgg19-dcbb9e9d.pth"
@@ -89,6 +94,81 @@ def load_vgg19_weights(model: VGG19Features, path: str | Path | None = None) -> 
     model.load_state_dict({k: state[k] for k in own})
 
 
+def _conv_bn(cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1) -> nn.Sequential:
+    """torchvision's Conv2dNormActivation: conv (no bias), BatchNorm, ReLU6."""
+    pad = (kernel - 1) // 2
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, kernel, stride, pad, groups=groups, bias=False), nn.BatchNorm2d(cout), nn.ReLU6()
+    )
+
+
+class InvertedResidual(nn.Module):
+    """MobileNetV2's block (torchvision's names): expand 1x1, depthwise 3x3, linear 1x1."""
+
+    def __init__(self, cin: int, cout: int, stride: int, expand: int) -> None:
+        super().__init__()
+        hidden = cin * expand
+        layers: list[nn.Module] = [_conv_bn(cin, hidden, 1)] if expand != 1 else []
+        layers += [_conv_bn(hidden, hidden, 3, stride, groups=hidden), nn.Conv2d(hidden, cout, 1, bias=False)]
+        layers.append(nn.BatchNorm2d(cout))
+        self.conv = nn.Sequential(*layers)
+        self.use_res_connect = stride == 1 and cin == cout
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.conv(x) if self.use_res_connect else self.conv(x)
+
+
+# torchvision's mobilenet_v2 settings (expansion t, channels c, repeats n, stride s), cut after
+# the 96-channel stage (features[13]); the taps end the stride-2/4/8/16 stages.
+_MOBILENET_V2_PLAN = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1))
+MOBILENET_V2_TAPS = {1: "block1", 3: "block3", 6: "block6", 13: "block13"}
+
+
+class MobileNetV2Features(nn.Module):
+    """Phi as ImageNet MobileNetV2: torchvision's `mobilenet_v2().features[:14]` (same keys),
+    returning the outputs of blocks 1, 3, 6 and 13 (16, 24, 32 and 96 channels at 1/2 .. 1/16
+    of the input) and, first, the image itself, so the loss also keeps colours in place
+    (`pixel_weight`). 0.3 GFLOP at 128x128 against VGG19-to-relu4_4's 12.7, so a CPU can
+    afford real features. `forward(x in [-1, 1]) -> list of 5 maps`."""
+
+    def __init__(self, pixel_weight: float = 1.0) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [_conv_bn(3, 32, 3, 2)]
+        cin = 32
+        for t, c, n, s in _MOBILENET_V2_PLAN:
+            for i in range(n):
+                layers.append(InvertedResidual(cin, c, s if i == 0 else 1, t))
+                cin = c
+        self.features = nn.Sequential(*layers)
+        self.pixel_weight = pixel_weight
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        h = ((x + 1.0) * 0.5 - self.mean) / self.std
+        taps = [x * self.pixel_weight**0.5]
+        for i, layer in enumerate(self.features):
+            h = layer(h)
+            if i in MOBILENET_V2_TAPS:
+                taps.append(h)
+        return taps
+
+
+def load_torchvision_weights(model: nn.Module, name: str, path: str | Path | None = None) -> None:
+    """Load a torchvision weight file (`leed_train.weights` row `name`, sha256-checked) into
+    `model`, whose keys are a subset of the file's; raises LeedError when it does not fit."""
+    file = weights.locate(name, path)
+    state = torch.load(file, map_location="cpu", weights_only=True)
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    if missing:
+        raise LeedError(f"{file}: lacks {', '.join(missing[:4])}: not torchvision's {name}")
+    for key, value in own.items():
+        if state[key].shape != value.shape:
+            raise LeedError(f"{file}: {key} has shape {tuple(state[key].shape)}, expected {tuple(value.shape)}")
+    model.load_state_dict({k: state[k] for k in own})
+
+
 class _Pixels(nn.Module):
     """The `pixels` perceptual mode: the image itself as the only 'feature map' (pixel MSE)."""
 
@@ -105,12 +185,17 @@ def build_perceptual(mode: str, device: torch.device | str) -> nn.Module:
     """Phi for Eq. 14-15, frozen and in eval mode.
 
     - "vgg19": ImageNet VGG19 (the paper's choice); raises LeedError without weights.
+    - "mobilenet_v2": ImageNet MobileNetV2 plus the pixels; raises LeedError without weights.
     - "random-vgg19": the same network with seeded random weights, warned about.
     - "pixels": the pixels themselves (`perceptual_loss` becomes pixel MSE), warned about.
     """
     if mode == "vgg19":
         model = VGG19Features()
         load_vgg19_weights(model)
+        return _frozen(model, device)
+    if mode == "mobilenet_v2":
+        model = MobileNetV2Features()
+        load_torchvision_weights(model, "mobilenet_v2")
         return _frozen(model, device)
     if mode == "random-vgg19":
         warnings.warn(
@@ -130,6 +215,22 @@ def build_perceptual(mode: str, device: torch.device | str) -> nn.Module:
         )
         return _frozen(_Pixels(), device)
     raise LeedError(f"--perceptual {mode!r} is unknown; choose one of {', '.join(PERCEPTUAL)}")
+
+
+def check_perceptual(mode: str) -> None:
+    """Raise LeedError now if `build_perceptual(mode)` would fail for want of weights."""
+    if mode == "vgg19":
+        weights.locate("vgg19")
+    elif mode == "mobilenet_v2":
+        weights.locate("mobilenet_v2")
+
+
+def check_feature_model(spec: str) -> None:
+    """Raise LeedError now if `load_feature_model(spec)` would fail for want of its file."""
+    if spec == "fer":
+        weights.locate("fer")
+    elif not Path(spec).is_file():
+        raise LeedError(f"--psi {spec} does not exist; use --psi fer or train one with `leed-train --stage psi`")
 
 
 class BasicBlock(nn.Module):
@@ -216,6 +317,8 @@ def _resnet_from_safetensors(path: Path) -> ResNet18:
 
 def load_feature_model(path: str | Path, device: torch.device | str) -> Callable[[Tensor], Tensor]:
     """Psi as a frozen function `images (B,3,128,128 in [-1,1]) -> features (B,F)`, from
+    - `fer` or fer's `.hdf5`: the real expression classifier (`leed_train.fer`), its 128 pooled
+      features of the last residual block;
     - `.safetensors`: our `ResNet18` (num_classes and width are read from the weight shapes and
       checked against safetensors metadata or a `.json` sidecar when those exist); features are
       its penultimate (pooled) layer;
@@ -223,10 +326,19 @@ def load_feature_model(path: str | Path, device: torch.device | str) -> Callable
     - `.onnx`: a graph whose first output is the features, run by onnxruntime on the CPU (numpy in
       and out; the result is moved back to the input's device).
     Raises LeedError for a missing file or another suffix."""
+    if str(path) == "fer":
+        path = weights.locate("fer")
     path = Path(path)
     if not path.is_file():
         raise LeedError(f"--psi {path} does not exist; train one with `leed-train --stage psi`")
     suffix = path.suffix.lower()
+    if suffix in (".hdf5", ".h5"):
+        classifier = ExpressionClassifier(load_fer(path).to(device))
+
+        def run_fer(x: Tensor) -> Tensor:
+            return classifier.features(x)
+
+        return run_fer
     if suffix == ".safetensors":
         net = _frozen(_resnet_from_safetensors(path), device)
 

@@ -70,6 +70,7 @@ def run_training(cfg: TrainConfig) -> Path:
     from leed_train.data.cache import CropCache
     from leed_train.data.index import load_split, save_split, scan, split_by_subject
 
+    preflight(cfg)  # missing weights or Psi are said now, not after stage 1
     index = scan(Path(cfg.data_dir), cfg.data_format, cfg.angles, cfg.gazes)
     if not index.samples:
         raise LeedError(f"{cfg.data_dir}: no usable images; run `leed-train {cfg.data_dir} --check`")
@@ -77,7 +78,7 @@ def run_training(cfg: TrainConfig) -> Path:
     if split_path.exists():  # stages of one run (and resumes) share one split: the neutral cache follows it
         train, val = load_split(split_path, Path(cfg.data_dir))
     else:
-        train, val = split_by_subject(index.samples, val_fraction=0.1, seed=cfg.seed)
+        train, val = split_by_subject(index.samples, val_fraction=cfg.val_fraction, seed=cfg.seed)
     cache = CropCache(size=cfg.net.image_size)
     run = Run(cfg=cfg, dir=run_dir, device=device, rank=rank, world=world, train=train, val=val)
     run.crops = cache.load_crops(train, workers=cfg.workers, progress=rank == 0)
@@ -111,6 +112,22 @@ def run_training(cfg: TrainConfig) -> Path:
         if cfg.stage in ("all", "leed"):
             print(f"next: leed-export {run_dir} --out exports/{run_dir.name}")
     return run_dir
+
+
+def preflight(cfg: TrainConfig) -> None:
+    """Fail in the first seconds, with the one command that fixes it, when a pretrained file the
+    run will need later (Phi's weights, Psi) is missing."""
+    from leed_train.features import check_feature_model, check_perceptual
+
+    if cfg.stage in ("all", "leed"):
+        check_perceptual(cfg.perceptual)
+        if cfg.use_q:
+            if not cfg.psi:
+                raise LeedError(
+                    "L_Q needs Psi, an expression feature model: add --psi fer (fer's real classifier; "
+                    "`make weights` fetches it), or a model of `leed-train --stage psi`, or drop L_Q with --no-q"
+                )
+            check_feature_model(cfg.psi)
 
 
 def _init_distributed() -> tuple[int, int]:

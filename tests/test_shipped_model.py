@@ -121,8 +121,8 @@ def test_edits_move_the_face_toward_the_reference_expression(held_out_frontal: d
     A model that ignored the reference would sit at chance (half the cases, mean gain 0). The
     shipped model, when it was trained: 82 of 84, mean gain 35.9 of a 0-765 pixel distance
     (the model before it: 61 of 84, 6.1). It must keep at least 70 of 84 and half that gain."""
+    from leed_runtime.image import read_image
     from leed_runtime.pipeline import Editor
-    from leed_runtime.run import read_image
 
     def image(subject: str, expression: str) -> np.ndarray:
         return read_image(next(held_out_frontal[subject].glob(f"Rafd090_{subject}_*_{expression}_frontal.jpg")))

@@ -107,15 +107,7 @@ class MTCNNDetector:
         factor: float = 0.709,
         backend_options: dict[str, Any] | None = None,
     ) -> None:
-        if min_face < 12:
-            raise LeedError(f"detector min_face must be at least 12 pixels (P-net's window), got {min_face}")
-        if not 0.0 < factor < 1.0:
-            raise LeedError(f"detector factor must be in (0, 1), got {factor}")
-        if len(thresholds) != 3 or not all(0.0 <= t <= 1.0 for t in thresholds):
-            raise LeedError(f"detector thresholds must be three numbers in [0, 1], got {thresholds}")
-        self.min_face = min_face
-        self.thresholds = tuple(float(t) for t in thresholds)
-        self.factor = factor
+        self._configure(min_face, thresholds, factor)
         self.nets: dict[str, Backend] = {
             name: open_backend(backend, Path(folder), manifest, name, **(backend_options or {})) for name in NETS
         }
@@ -125,6 +117,33 @@ class MTCNNDetector:
             or getattr(net, "max_batch", DEFAULT_MAX_BATCH)
             for name, net in self.nets.items()
         }
+
+    @classmethod
+    def from_nets(
+        cls,
+        nets: dict[str, Any],
+        min_face: int = 40,
+        thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7),
+        factor: float = 0.709,
+    ) -> MTCNNDetector:
+        """A detector on three given nets, each with `infer(feeds) -> outputs`, `activate()`,
+        `deactivate()` and optionally `max_batch` (training runs PyTorch modules this way)."""
+        detector = cls.__new__(cls)
+        detector._configure(min_face, thresholds, factor)
+        detector.nets = {name: nets[name] for name in NETS}
+        detector.max_batch = {name: getattr(net, "max_batch", DEFAULT_MAX_BATCH) for name, net in nets.items()}
+        return detector
+
+    def _configure(self, min_face: int, thresholds: tuple[float, float, float], factor: float) -> None:
+        if min_face < 12:
+            raise LeedError(f"detector min_face must be at least 12 pixels (P-net's window), got {min_face}")
+        if not 0.0 < factor < 1.0:
+            raise LeedError(f"detector factor must be in (0, 1), got {factor}")
+        if len(thresholds) != 3 or not all(0.0 <= t <= 1.0 for t in thresholds):
+            raise LeedError(f"detector thresholds must be three numbers in [0, 1], got {thresholds}")
+        self.min_face = min_face
+        self.thresholds = tuple(float(t) for t in thresholds)
+        self.factor = factor
 
     def __enter__(self) -> MTCNNDetector:
         self.activate()

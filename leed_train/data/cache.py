@@ -18,8 +18,8 @@ from tqdm import tqdm
 from leed_runtime.atomic import atomic_write
 from leed_runtime.errors import LeedError
 from leed_runtime.face.align import CROP_SIZE, TEMPLATE_UNIT, crop_face
-from leed_runtime.run import decode_image
-from leed_train.data.index import Sample
+from leed_runtime.image import decode_image
+from leed_train.data.names import Sample
 
 TEMPLATE_VERSION = 1  # bump when crop_face changes in a way TEMPLATE_UNIT does not show
 

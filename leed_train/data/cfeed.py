@@ -31,8 +31,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from leed_train.data.index import Sample
-from leed_train.data.names import EXPRESSIONS
+from leed_train.data.names import EXPRESSIONS, Sample
 
 BY_SUBJECT = "one folder per subject"
 BY_EXPRESSION = "one folder per expression"

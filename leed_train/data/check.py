@@ -8,8 +8,8 @@ from collections import defaultdict
 from pathlib import Path
 
 from leed_runtime.errors import LeedError
-from leed_runtime.run import decode_image
-from leed_train.data.index import DatasetIndex, Sample, scan, split_by_subject
+from leed_runtime.image import decode_image
+from leed_train.data.index import LANDMARKS_FILE, DatasetIndex, Sample, load_landmarks, scan, split_by_subject
 
 NEED_LABELS = ("neutral", "none")
 _SHOW = 10  # list at most this many files per finding
@@ -21,6 +21,8 @@ def check_dataset(
     angles: tuple[str, ...] = (),
     gazes: tuple[str, ...] = (),
     need_labels: str = "neutral",
+    val_fraction: float = 0.1,
+    seed: int = 0,
 ) -> str:
     """A readable report on the dataset in `root`.
 
@@ -53,7 +55,7 @@ def check_dataset(
     if need_labels == "neutral":
         _require_neutral_labels(index.root, readable)
     duplicates = [group for group in by_hash.values() if len(group) > 1]
-    return _report(index, readable, unreadable, sizes, duplicates)
+    return _report(index, readable, unreadable, sizes, duplicates, val_fraction, seed)
 
 
 def _require_neutral_labels(root: Path, samples: list[Sample]) -> None:
@@ -87,6 +89,8 @@ def _report(
     unreadable: list[Sample],
     sizes: dict[str, int],
     duplicates: list[list[Sample]],
+    val_fraction: float,
+    seed: int,
 ) -> str:
     view = DatasetIndex(index.root, index.format, readable)
     per_subject = view.counts("subject")
@@ -107,13 +111,18 @@ def _report(
             lines.append(_counts_line(f"per {attribute}", counts))
     lines.append(_counts_line("image sizes", sizes))
     no_landmarks = sum(s.landmarks is None for s in readable)
+    table = load_landmarks(index.root)
+    from_csv = sum(s.path.relative_to(index.root).as_posix() in table for s in readable)
+    lines.append(
+        f"landmarks: {from_csv} from {LANDMARKS_FILE}, {len(readable) - from_csv - no_landmarks} found by MTCNN (cached)"
+    )
     lines.append(
         f"without landmarks: {no_landmarks} of {len(readable)}"
-        + (" (these get the centre crop; add landmarks.csv to align them)" if no_landmarks else "")
+        + (" (no face found: these get the centre crop; add landmarks.csv to align them)" if no_landmarks else "")
     )
-    train, val = split_by_subject(readable)
+    train, val = split_by_subject(readable, val_fraction, seed)
     lines.append(
-        f"split (by subject, seed 0): train {len(train)} images / {len({s.subject for s in train})} subjects, "
+        f"split (by subject, seed {seed}, --val-fraction {val_fraction:g}): train {len(train)} images / {len({s.subject for s in train})} subjects, "
         f"val {len(val)} images / {len({s.subject for s in val})} subjects"
     )
     root = index.root

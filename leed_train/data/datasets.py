@@ -7,8 +7,7 @@ import torch
 from torch.utils.data import Dataset
 
 from leed_runtime.errors import LeedError
-from leed_train.data.index import Sample
-from leed_train.data.names import EXPRESSIONS
+from leed_train.data.names import EXPRESSIONS, Sample
 
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:

@@ -23,7 +23,7 @@ import csv
 from pathlib import Path
 
 from leed_runtime.errors import LeedError
-from leed_train.data.index import Sample
+from leed_train.data.names import Sample
 
 NEUTRAL_FILE = "neutral.csv"
 SUBJECTS_FILE = "subjects.csv"

@@ -1,9 +1,9 @@
 """Dataset index: which images, whose face, which labels; subject-disjoint splits.
 
-`scan(DATA)` lists the images of a folder, detects its layout (RaFD, CFEED or a plain
-folder, see those modules), attaches five landmarks from `DATA/landmarks.csv` when that
-file exists (any format), and returns a `DatasetIndex`. Nothing is decoded here: `check.py`
-decodes every image, `cache.py` crops them.
+`scan(DATA)` lists the images of a folder, detects its layout (RaFD, faces-tw, CFEED or a
+plain folder, see those modules), attaches five landmarks from `DATA/landmarks.csv` when
+that file exists (any format) or from the MTCNN detector (`landmarks.py`, cached), and
+returns a `DatasetIndex`. `check.py` decodes every image, `cache.py` crops them.
 """
 
 from __future__ import annotations
@@ -21,27 +21,13 @@ import numpy as np
 from leed_runtime.atomic import atomic_write
 from leed_runtime.errors import LeedError
 from leed_runtime.face.align import LANDMARK_COLUMNS
-from leed_train.data.names import IMAGE_SUFFIXES
+from leed_train.data import cfeed, facestw, folder, rafd
+from leed_train.data.landmarks import detect_missing_landmarks
+from leed_train.data.names import IMAGE_SUFFIXES, Sample
 
-FORMATS = ("auto", "rafd", "cfeed", "folder")
+FORMATS = ("auto", "rafd", "faces-tw", "cfeed", "folder")
 LANDMARKS_FILE = "landmarks.csv"
 SPLIT_VERSION = 1
-
-
-@dataclass(eq=False)
-class Sample:
-    """One image: its path (DATA joined with the relative path), subject id and known labels.
-
-    Compared by identity (`eq=False`): landmark arrays make field-wise `==` ambiguous.
-    """
-
-    path: Path
-    subject: str
-    neutral: bool | None = None
-    expression: str | None = None
-    angle: str | None = None
-    gaze: str | None = None
-    landmarks: np.ndarray | None = None  # 5x2 float pixel coords, MTCNN order
 
 
 @dataclass
@@ -78,15 +64,21 @@ def list_images(root: Path) -> list[Path]:
 
 
 def scan(
-    root: str | Path, fmt: str = "auto", angles: tuple[str, ...] = (), gazes: tuple[str, ...] = ()
+    root: str | Path,
+    fmt: str = "auto",
+    angles: tuple[str, ...] = (),
+    gazes: tuple[str, ...] = (),
+    detect: bool = True,
 ) -> DatasetIndex:
-    """Index the images of `root`; `fmt` is auto | rafd | cfeed | folder.
+    """Index the images of `root`; `fmt` is auto | rafd | faces-tw | cfeed | folder.
+
+    Landmarks come from `root/landmarks.csv`; with `detect`, images it does not cover get
+    theirs from the MTCNN detector the runtime uses (`landmarks.py`, cached), so training crops
+    are aligned exactly as `leed-run` aligns a face.
 
     `angles` and `gazes` filter RaFD images (e.g. ("045", "090", "135"), ("frontal",)).
     Raises LeedError on a missing, unreadable or empty folder, or when nothing is left.
     """
-    from leed_train.data import cfeed, folder, rafd
-
     root = Path(root)
     if fmt not in FORMATS:
         raise LeedError(f"--format {fmt!r} is unknown; choose one of {', '.join(FORMATS)}")
@@ -103,13 +95,23 @@ def scan(
             "put the dataset's images there or render some with `leed-synth faces`"
         )
     if fmt == "auto":
-        fmt = "rafd" if rafd.looks_like(files) else "cfeed" if cfeed.detect(files) else "folder"
+        fmt = (
+            "rafd"
+            if rafd.looks_like(files)
+            else "faces-tw"
+            if facestw.looks_like(files)
+            else "cfeed"
+            if cfeed.detect(files)
+            else "folder"
+        )
     if fmt != "rafd" and (angles or gazes):
         raise LeedError(
             f"{root}: --angles/--gazes only apply to RaFD file names, but this is a {fmt} dataset; drop them"
         )
     if fmt == "rafd":
         samples, problems = rafd.samples(root, files, angles, gazes)
+    elif fmt == "faces-tw":
+        samples, problems = facestw.samples(root, files)
     elif fmt == "cfeed":
         samples, problems = cfeed.samples(root, files)
     else:
@@ -119,6 +121,8 @@ def scan(
         first = f" (first problem: {problems[0]})" if problems else ""
         raise LeedError(f"{root}: no usable image {why}{first}; run `leed-train {root} --check`")
     problems += _attach_landmarks(root, samples)
+    if detect:
+        problems += detect_missing_landmarks(samples)
     return DatasetIndex(root, fmt, samples, problems)
 
 

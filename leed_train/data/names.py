@@ -1,4 +1,5 @@
-"""RaFD's vocabulary and file-name format, shared by the synthetic renderer and the loader.
+"""What a dataset image is (`Sample`), RaFD's vocabulary and file-name format, shared by the
+synthetic renderer and the loaders.
 
 `Rafd{angle}_{id:02d}_{ethnicity}_{gender}_{expression}_{gaze}.jpg`, e.g.
 `Rafd090_07_Caucasian_female_happy_frontal.jpg`. Angle 090 is the frontal camera; 045 and
@@ -9,6 +10,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
 
 EXPRESSIONS = ("angry", "contemptuous", "disgusted", "fearful", "happy", "neutral", "sad", "surprised")
 GAZES = ("frontal", "left", "right")
@@ -16,6 +20,23 @@ ANGLES = ("000", "045", "090", "135", "180")
 ETHNICITIES = ("Caucasian", "Moroccan", "Kid")
 GENDERS = ("female", "male")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+@dataclass(eq=False)
+class Sample:
+    """One image: its path (DATA joined with the relative path), subject id and known labels.
+
+    Compared by identity (`eq=False`): landmark arrays make field-wise `==` ambiguous.
+    """
+
+    path: Path
+    subject: str
+    neutral: bool | None = None
+    expression: str | None = None
+    angle: str | None = None
+    gaze: str | None = None
+    landmarks: np.ndarray | None = None  # 5x2 float pixel coords, MTCNN order
+
 
 _RAFD_RE = re.compile(
     r"^Rafd(?P<angle>\d{3})_(?P<subject>\d+)_(?P<ethnicity>[A-Za-z]+)_(?P<gender>[A-Za-z]+)_"

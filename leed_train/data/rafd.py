@@ -10,8 +10,7 @@ import re
 from pathlib import Path
 
 from leed_runtime.errors import LeedError
-from leed_train.data.index import Sample
-from leed_train.data.names import ANGLES, GAZES, parse_rafd_name
+from leed_train.data.names import ANGLES, GAZES, Sample, parse_rafd_name
 
 _LOOKS_LIKE = re.compile(r"^rafd", re.IGNORECASE)
 

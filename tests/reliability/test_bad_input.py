@@ -195,8 +195,8 @@ def test_artifact_whose_parity_failed_is_refused(
 
 def test_editor_refuses_nan_from_the_edit_graph(synth_faces: Path, tiny_export: Path) -> None:
     from leed_runtime.errors import LeedError
+    from leed_runtime.image import read_image
     from leed_runtime.pipeline import Editor
-    from leed_runtime.run import read_image
 
     face = read_image(next(synth_faces.glob("Rafd090_01_*_happy_frontal.jpg")))
     with Editor(tiny_export, backend="onnxruntime-cpu") as editor:

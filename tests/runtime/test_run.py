@@ -107,8 +107,8 @@ def test_image_mode_and_python_api(
     out = tmp_path / "edited.png"
     proc = leed_run("--image", str(face), "--ref", str(reference), "--model", str(tiny_export), "--out", str(out))
     assert proc.returncode == 0, proc.stderr[-2000:]
+    from leed_runtime.image import read_image
     from leed_runtime.pipeline import Editor
-    from leed_runtime.run import read_image
 
     with Editor(tiny_export, backend="onnxruntime-cpu") as editor:
         editor.set_reference(read_image(reference))

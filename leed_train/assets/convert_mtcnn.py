@@ -1,11 +1,11 @@
 """Convert facenet-pytorch's MTCNN weights into `mtcnn.safetensors` (run once by a maintainer).
 
     pip download --no-deps facenet-pytorch==2.6.0 -d /tmp/fp
-    python leed_export/assets/convert_mtcnn.py /tmp/fp/facenet_pytorch-2.6.0-py3-none-any.whl
+    python leed_train/assets/convert_mtcnn.py /tmp/fp/facenet_pytorch-2.6.0-py3-none-any.whl
 
 Reads `facenet_pytorch/data/{pnet,rnet,onet}.pt` (plain state dicts) and the licence from
 the wheel without importing facenet_pytorch, checks that each loads strictly into
-`leed_export.detector`'s modules, and writes beside this script `mtcnn.safetensors` (keys
+`leed_train.mtcnn`'s modules, and writes beside this script `mtcnn.safetensors` (keys
 prefixed `pnet.`, `rnet.`, `onet.`) and `MTCNN_LICENSE.txt` (MIT text and provenance).
 """
 
@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from leed_export.detector import NETS
+from leed_train.mtcnn import NETS
 
 HERE = Path(__file__).resolve().parent
 
@@ -51,7 +51,7 @@ def convert(wheel: Path, out_dir: Path = HERE) -> Path:
         "MTCNN weights in mtcnn.safetensors (P-, R- and O-net; keys prefixed pnet., rnet., onet.)\n"
         f"come unchanged from the PyPI package facenet-pytorch=={version.group(1)} ({wheel.name}),\n"
         "https://github.com/timesler/facenet-pytorch, files:\n" + "\n".join(provenance) + "\n"
-        f"converted by leed_export/assets/convert_mtcnn.py; mtcnn.safetensors sha256 "
+        f"converted by leed_train/assets/convert_mtcnn.py; mtcnn.safetensors sha256 "
         f"{hashlib.sha256(weights.read_bytes()).hexdigest()}\n\n"
         "Their licence follows.\n\n" + licence.strip() + "\n"
     )
