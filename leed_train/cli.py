@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from leed_runtime.errors import LeedError, handle_errors
-from leed_train.config import PERCEPTUAL, PRESETS, STAGES, TrainConfig
+from leed_train.config import AMP, NEUTRALS, PERCEPTUAL, PRESETS, STAGES, TrainConfig
 from leed_train.data.index import FORMATS
 
 TRAIN_EXAMPLE = """
@@ -80,6 +80,16 @@ def _csv(value: str) -> tuple[str, ...]:
     default=None,
     help="Not in StarGAN: G paints through a mask (GANimation) and copies the rest of the face; "
     "needs --gan-pair-only or --gan-pair-l1. What the shipped model's neutralizer uses.",
+)
+@click.option(
+    "--neutrals",
+    type=click.Choice(NEUTRALS),
+    default=None,
+    help="Stage 2's neutral faces: generator (the paper: G's, after stage 1) or photos (not in the paper: "
+    "each subject's own neutral photo; no stage 1 needed) [default: generator].",
+)
+@click.option(
+    "--amp", type=click.Choice(AMP), default=None, help="bf16 autocast: auto (CUDA only), bf16 (CPU too), off."
 )
 @click.option("--n-critic", type=int, default=None, help="Code-critic updates per LEED step (WGAN-GP) [default: 5].")
 @click.option("--psi-epochs", type=int, default=None, help="Epochs of --stage psi.")

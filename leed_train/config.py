@@ -19,6 +19,8 @@ from leed_runtime.errors import LeedError
 
 PRESETS = ("paper", "small", "compact", "tiny")
 STAGES = ("all", "neutralizer", "leed", "psi")
+NEUTRALS = ("generator", "photos")
+AMP = ("auto", "bf16", "off")
 PERCEPTUAL = ("vgg19", "mobilenet_v2", "random-vgg19", "pixels")
 
 
@@ -141,11 +143,14 @@ class TrainConfig:
     gan_conv_dim: int = 0  # > 0: G's first width instead of the preset's (stargan_conv_dim)
     gan_repeat: int = 0  # > 0: G's residual blocks instead of the preset's (stargan_repeat)
     gan_mask: bool = False  # G paints through a mask, copying the rest of the face (stargan_mask)
+    # Stage 2's neutral faces: "generator" (the paper: G's output, cached after stage 1) or, not in
+    # the paper, "photos" (each subject's own neutral photo, re-warped; stage 2 needs no stage 1).
+    neutrals: str = "generator"
     # --- psi stage ---
     psi_epochs: int = 30
     psi_lr: float = 1e-3
     # --- bookkeeping ---
-    amp: str = "auto"  # auto (bf16 on CUDA) | bf16 | off
+    amp: str = "auto"  # auto (bf16 on CUDA) | bf16 (CUDA and CPU) | off
     channels_last: bool = True
     log_every: int = 50
     sample_every: int = 1000
@@ -163,6 +168,10 @@ class TrainConfig:
             cfg.perceptual = "pixels"
         if cfg.perceptual not in PERCEPTUAL:
             raise LeedError(f"--perceptual {cfg.perceptual!r} is unknown; choose one of {', '.join(PERCEPTUAL)}")
+        if self.neutrals not in NEUTRALS:
+            raise LeedError(f"--neutrals {self.neutrals!r} is unknown; choose one of {', '.join(NEUTRALS)}")
+        if self.amp not in AMP:
+            raise LeedError(f"--amp {self.amp!r} is unknown; choose one of {', '.join(AMP)}")
         if not 0.0 <= self.val_fraction < 0.5:
             raise LeedError(f"--val-fraction {self.val_fraction} is outside 0..0.5; e.g. 0.2 holds out 1 in 5 people")
         if self.batch_size < 2:

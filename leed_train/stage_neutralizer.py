@@ -270,3 +270,42 @@ def cache_neutrals(run: Run, G: torch.nn.Module) -> np.ndarray:
 
         dist.barrier()
     return np.load(path, mmap_mode="r")
+
+
+def cache_photo_neutrals(run: Run) -> np.ndarray:
+    """`--neutrals photos` (not in the paper): `neutrals.npy` as `cache_neutrals` writes it, but
+    from each subject's own neutral photo, re-warped into the crop's alignment
+    (`neutral_targets`), instead of G's output. Stage 2 then learns from true neutral faces and
+    needs no stage 1 first, so both stages can train at the same time (in two run folders; the
+    neutralizer's checkpoint joins the run before export). Needs a neutral photo per subject."""
+    from leed_runtime.atomic import atomic_path
+    from leed_train.loop import write_json
+
+    path, meta = run.dir / "neutrals.npy", run.dir / "neutrals.json"
+    if run.main:
+        targets, has = neutral_targets(run.train, run.crops)
+        if not has.all():
+            lacking = sorted({s.subject for s, ok in zip(run.train, has, strict=True) if not ok})
+            raise LeedError(
+                f"--neutrals photos: {len(lacking)} training subject(s) have no neutral photo "
+                f"(e.g. {lacking[0]}); use --neutrals generator (train stage 1) or add their neutral photos"
+            )
+        with atomic_path(path) as tmp:
+            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(targets), 2, *targets.shape[1:]))
+            out[:, 0] = targets
+            out[:, 1] = targets[:, :, ::-1]
+            out.flush()
+            del out
+        write_json(
+            meta,
+            {
+                "images": len(targets),
+                "source": "photos",
+                "layout": "(N, 2: [crop, mirrored crop], H, W, RGB) uint8",
+            },
+        )
+    if run.world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+    return np.load(path, mmap_mode="r")
