@@ -326,7 +326,10 @@ def load_checkpoint(
     _load_weights(path, modules, map_location, exact=True)
 
     opt_meta = json.loads((path / OPTIMIZERS_JSON).read_text(encoding="utf-8"))
-    opt_tensors = safetensors.torch.load_file(str(path / OPTIMIZERS), device=str(map_location))
+    # On the CPU whatever the device: `Optimizer.load_state_dict` moves each state to its
+    # parameter's device itself, and keeps Adam's step counters on the CPU; loaded onto a GPU,
+    # those counters would cost a host sync per parameter per step.
+    opt_tensors = safetensors.torch.load_file(str(path / OPTIMIZERS), device="cpu")
     for name in sorted(set(opt_meta) | set(optimizers)):
         if name not in opt_meta:
             raise LeedError(f"checkpoint {path} has no state for optimizer {name!r} (it has {', '.join(opt_meta)})")
