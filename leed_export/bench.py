@@ -169,8 +169,8 @@ class InferConfig:
 
 def bench_infer(cfg: InferConfig) -> dict[str, Any]:
     """Time each graph of the chain, the chain and `edit` per batch size (see module doc)."""
-    from leed_runtime.backends.base import open_backend
     from leed_runtime.backends.select import artifact_for_backend, choose_backend
+    from leed_runtime.backends.table import open_backend
     from leed_runtime.manifest import read_manifest, verify
 
     if not cfg.batches or min(cfg.batches) < 1:
@@ -297,17 +297,16 @@ def _rates(row: dict[str, Any], flops: float | None, peak: float | None) -> dict
 
 
 def bench_torch(cfg: InferConfig, device: str, residual: bool = False, gate: float = 0.0) -> dict[str, Any]:
-    """The same graphs, chain and `edit` (`residual`, `gate`: as `--residual-edit` built the
-    export's) in PyTorch eager (FP32) on the run's weights."""
+    """The same networks, chain and `edit` (`residual`, `gate`: as `--residual-edit` built the
+    export's) in PyTorch eager (FP32): the run's `Leed`, which the export's graphs trace."""
     import torch
 
-    from leed_export.graphs import build_graphs
     from leed_train.trained import load_trained
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     run = load_trained(cfg.torch_run, device)
-    graphs = build_graphs(run, residual, gate)
+    leed = run.leed
     sync = torch.cuda.synchronize if device == "cuda" else None
     size, channels = run.cfg.net.image_size, run.cfg.net.code_channels
     rows = []
@@ -317,18 +316,16 @@ def bench_torch(cfg: InferConfig, device: str, residual: bool = False, gate: flo
             face = (torch.rand(batch, 3, size, size, generator=gen) * 2 - 1).to(device)
             dexp = (0.1 * torch.randn(batch, channels, size // 16, size // 16, generator=gen)).to(device)
             alpha = torch.ones(batch, device=device)
-            neutral = graphs["neutralizer"](face)
-            code = graphs["encoder"](neutral)
-            edited = graphs["interpolator"](code, dexp)
+            neutral = leed.G(face)
+            code = leed.E(neutral)
+            edited = leed.I(code, dexp)
             calls: dict[str, Callable[[], Any]] = {
-                "neutralizer": lambda f=face: graphs["neutralizer"](f),
-                "encoder": lambda n=neutral: graphs["encoder"](n),
-                "interpolator": lambda c=code, d=dexp: graphs["interpolator"](c, d),
-                "decoder": lambda e=edited: graphs["decoder"](e),
-                "edit": lambda f=face, d=dexp, a=alpha: graphs["edit"](f, d, a),
-                "chain": lambda f=face, d=dexp: graphs["decoder"](
-                    graphs["interpolator"](graphs["encoder"](graphs["neutralizer"](f)), d)
-                ),
+                "neutralizer": lambda f=face: leed.G(f),
+                "encoder": lambda n=neutral: leed.E(n),
+                "interpolator": lambda c=code, d=dexp: leed.I(c, d),
+                "decoder": lambda e=edited: leed.D(e),
+                "edit": lambda f=face, d=dexp, a=alpha: leed.edit(f, d, a, residual=residual, gate=gate),
+                "chain": lambda f=face, d=dexp: leed.edit(f, d),  # D(I(E(G(f)), d)), as the four graphs chained
             }
             for graph, call in calls.items():
                 row = {"graph": graph, "batch": batch, **time_calls(call, cfg.warmup, cfg.iters, sync)}

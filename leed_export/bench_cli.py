@@ -9,10 +9,11 @@ from typing import Any
 
 import click
 
+from leed_runtime.backends.table import backend_kinds
 from leed_runtime.errors import LeedError, handle_errors
 from leed_train.config import PERCEPTUAL, PRESETS
 
-BACKENDS = ["auto", "tensorrt", "tensorrt-rtx", "onnxruntime-cuda", "onnxruntime-cpu"]
+BACKENDS = ["auto", *backend_kinds()]
 EXAMPLE = """
 \b
 Examples:

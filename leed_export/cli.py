@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from leed_runtime.backends.table import engine_kinds
 from leed_runtime.errors import LeedError, handle_errors
 
 EXPORT_EXAMPLE = """
@@ -21,7 +22,7 @@ Examples:
 @click.argument("run_dir", required=False)
 @click.option("--out", default="", help="Export folder (written whole at the end, or not at all).")
 @click.option("--fp16", is_flag=True, help="Also FP16 graphs, normalisation and output layers kept FP32.")
-@click.option("--engine", type=click.Choice(["none", "tensorrt", "tensorrt-rtx"]), default="none", show_default=True)
+@click.option("--engine", type=click.Choice(["none", *engine_kinds()]), default="none", show_default=True)
 @click.option("--batch", default="1:8:32", show_default=True, help="min:opt:max batch of the engine profile.")
 @click.option("--opset", type=int, default=None, help="ONNX opset (default: the exporter's).")
 @click.option("--data", default="", help="Dataset folder, if the run's data_dir has moved (parity uses real crops).")

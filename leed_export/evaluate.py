@@ -117,14 +117,23 @@ class Editor:
 
 
 class TorchEditor(Editor):
-    """A training run's chain D(I(E(G(I_A)), alpha X(E(R_B), E(G(R_B))))) in PyTorch, or with
-    `linear` the code arithmetic of Eq. 1+5: D(E(G(I_A)) + alpha (E(R_B) - E(G(R_B))))."""
+    """A training run's `Leed` in PyTorch: D(I(E(G(I_A)), alpha X(E(R_B), E(G(R_B))))), with
+    `residual`, `gate` as `leed-export --residual-edit`/`--residual-gate` build the export's
+    `edit` graph, or with `linear` the code arithmetic of Eq. 1+5: D(E(G(I_A)) + alpha (E(R_B) - E(G(R_B))))."""
 
-    def __init__(self, run: TrainedRun, label: str, batch_size: int, linear: bool = False) -> None:
+    def __init__(
+        self,
+        run: TrainedRun,
+        label: str,
+        batch_size: int,
+        linear: bool = False,
+        residual: bool = False,
+        gate: float = 0.0,
+    ) -> None:
         self.label, self.batch_size, self.linear = label, batch_size, linear
-        self.g = run.neutralizer()
-        self.E, self.D, self.X, self.I = (run.nets[k] for k in ("E", "D", "X", "I"))
-        self.device = next(self.E.parameters()).device
+        self.residual, self.gate = residual, gate
+        self.leed = run.leed
+        self.device = next(self.leed.E.parameters()).device
 
     def _batches(self, x: torch.Tensor, desc: str) -> Iterator[torch.Tensor]:
         for i in tqdm(range(0, len(x), self.batch_size), desc=desc, leave=False):
@@ -132,36 +141,41 @@ class TorchEditor(Editor):
 
     @torch.no_grad()
     def reference_codes(self, refs: torch.Tensor) -> torch.Tensor:
-        out = []
-        for r in self._batches(refs, f"{self.label}: references"):
-            c, cn = self.E(r), self.E(self.g(r))
-            out.append((c - cn if self.linear else self.X(c, cn)).cpu())
-        return torch.cat(out)
+        batches = self._batches(refs, f"{self.label}: references")
+        return torch.cat([self.leed.reference(r, linear=self.linear).cpu() for r in batches])
 
     @torch.no_grad()
     def edit_pairs(
         self, faces: torch.Tensor, codes: torch.Tensor, face_idx: np.ndarray, ref_idx: np.ndarray, alpha: np.ndarray
     ) -> torch.Tensor:
-        neutral = torch.cat([self.E(self.g(f)).cpu() for f in self._batches(faces, f"{self.label}: inputs")])
+        neutral, neutral_code = [], []  # each face through G and E once, `Leed.decode_edit` per pair
+        for f in self._batches(faces, f"{self.label}: inputs"):
+            n = self.leed.G(f)
+            neutral.append(n.cpu() if self.residual else None)
+            neutral_code.append(self.leed.E(n).cpu())
+        neutrals = torch.cat(neutral) if self.residual else None
+        neutral_codes = torch.cat(neutral_code)
         out = []
         for i in tqdm(range(0, len(face_idx), self.batch_size), desc=f"{self.label}: edits", leave=False):
             sl = slice(i, i + self.batch_size)
-            c_n = neutral[face_idx[sl]].to(self.device)
-            a_dexp = torch.as_tensor(alpha[sl], dtype=torch.float32).view(-1, 1, 1, 1).to(self.device) * codes[
-                ref_idx[sl]
-            ].to(self.device)
-            code = c_n + a_dexp if self.linear else self.I(c_n, a_dexp)
-            out.append(self.D(code).float().clamp(-1, 1).cpu())
+            a = torch.as_tensor(alpha[sl], dtype=torch.float32).to(self.device)
+            dexp = self.leed.scale(codes[ref_idx[sl]].to(self.device), a)
+            n = neutrals[face_idx[sl]].to(self.device) if neutrals is not None else None
+            edited = self.leed.decode_edit(
+                neutral_codes[face_idx[sl]].to(self.device), dexp, n, self.residual, self.gate, self.linear
+            )
+            out.append(edited.float().clamp(-1, 1).cpu())
         return torch.cat(out)
 
     @torch.no_grad()
     def features(self, x: torch.Tensor) -> dict[str, np.ndarray]:
         enc, res, ext = [], [], []
+        E, G, X = self.leed.E, self.leed.G, self.leed.X
         for b in self._batches(x, f"{self.label}: features"):
-            c, cn = self.E(b), self.E(self.g(b))
+            c, cn = E(b), E(G(b))
             enc.append(c.flatten(1).cpu())
             res.append((c - cn).flatten(1).cpu())
-            ext.append(self.X(c, cn).flatten(1).cpu())
+            ext.append(X(c, cn).flatten(1).cpu())
         return {
             "Encoder E(I)": torch.cat(enc).numpy(),
             "Residual E(I)-E(G(I))": torch.cat(res).numpy(),
@@ -170,19 +184,19 @@ class TorchEditor(Editor):
 
     @torch.no_grad()
     def neutral(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([self.g(b).float().clamp(-1, 1).cpu() for b in self._batches(x, f"{self.label}: neutral")])
+        batches = self._batches(x, f"{self.label}: neutral")
+        return torch.cat([self.leed.G(b).float().clamp(-1, 1).cpu() for b in batches])
 
     @torch.no_grad()
     def edit_from_neutrals(
         self, faces_n: torch.Tensor, refs: torch.Tensor, refs_n: torch.Tensor, alpha: float = 1.0
     ) -> torch.Tensor:
-        """The chain with given neutral faces in place of G's: D(I(E(N_A), alpha X(E(R_B), E(N_B))))."""
+        """The chain with given neutral faces in place of G's: `Leed.edit_from_neutrals`."""
         out = []
         for i in tqdm(range(0, len(faces_n), self.batch_size), desc=f"{self.label}: given neutrals", leave=False):
             fn, r, rn = (t[i : i + self.batch_size].to(self.device) for t in (faces_n, refs, refs_n))
-            c_n, c_r, c_rn = self.E(fn), self.E(r), self.E(rn)
-            code = c_n + alpha * (c_r - c_rn) if self.linear else self.I(c_n, alpha * self.X(c_r, c_rn))
-            out.append(self.D(code).float().clamp(-1, 1).cpu())
+            edited = self.leed.edit_from_neutrals(fn, r, rn, alpha, self.residual, self.gate, self.linear)
+            out.append(edited.float().clamp(-1, 1).cpu())
         return torch.cat(out)
 
 
@@ -190,7 +204,7 @@ class OnnxEditor(Editor):
     """An export folder's `reference` and `edit` graphs on onnxruntime (CPU)."""
 
     def __init__(self, folder: Path, manifest: Manifest, batch_size: int) -> None:
-        from leed_runtime.backends.base import open_backend
+        from leed_runtime.backends.table import open_backend
 
         residual = manifest.source.get("residual_edit", False)
         self.label, self.batch_size = "LEED (ONNX, residual edit)" if residual else "LEED (ONNX)", batch_size
@@ -227,7 +241,7 @@ class OnnxEditor(Editor):
         return {"Extractor X": self.reference_codes(x).flatten(1).numpy()}
 
     def neutral(self, x: torch.Tensor) -> torch.Tensor:
-        from leed_runtime.backends.base import open_backend
+        from leed_runtime.backends.table import open_backend
 
         g = open_backend("onnxruntime-cpu", self.folder, self.manifest, "neutralizer")
         g.activate()

@@ -23,11 +23,12 @@ import torch
 from leed_export import __version__, fp16, onnx_export, trt_build
 from leed_export.graphs import GRAPHS, OPENCV_GRAPHS, SPECS, build_graphs, build_opencv_graphs, real_feeds, tensor_shape
 from leed_export.parity import FP16, FP32, Comparison, Tolerance, compare
-from leed_runtime.backends.base import open_backend
 from leed_runtime.backends.select import engine_artifact_name
+from leed_runtime.backends.table import open_backend
 from leed_runtime.errors import LeedError
 from leed_runtime.face.align import template
 from leed_runtime.manifest import Artifact, EngineInfo, Manifest, TensorSpec, artifact_for, verify
+from leed_train.model import Leed
 from leed_train.trained import TrainedRun, load_trained
 
 CONFIG_FILE = "export_config.json"
@@ -48,7 +49,7 @@ class ExportConfig:
     samples: int = 8  # real crops per parity check
     force: bool = False  # replace a non-empty --out
     opencv: bool = False  # also batch-1 variants of reference/edit that OpenCV 4.6's DNN importer loads
-    residual_edit: bool = False  # edit = D(I(c, dexp)) + (G(face) - D(I(c, 0))) (graphs.edit_chain; not in the paper)
+    residual_edit: bool = False  # edit = D(I(c, dexp)) + (G(face) - D(I(c, 0))) (Leed.decode_edit; not in the paper)
     residual_gate: float = 0.1  # with residual_edit: fade that detail out where D changes the face this much; 0: never
 
     def validate(self) -> trt_build.BatchProfile | None:
@@ -142,7 +143,7 @@ def run_export(cfg: ExportConfig) -> Path:
             variants = build_opencv_graphs(run, cfg.residual_edit, cfg.residual_gate)
             one = {
                 "reference.opencv": {"reference": references[:1]},
-                "edit.opencv": {"face": faces[:1], "dexp": feeds["edit"]["dexp"][:1] * alpha[:1, None, None, None]},
+                "edit.opencv": {"face": faces[:1], "dexp": Leed.scale(feeds["edit"]["dexp"][:1], alpha[:1])},
             }
             for name in OPENCV_GRAPHS:
                 t0 = time.perf_counter()
@@ -337,7 +338,7 @@ def _chain_gate(
     tolerance: Tolerance,
 ) -> dict[str, float]:
     """The five per-module graphs chained (as a host without the fused graphs would run them)
-    against PyTorch's `TrainedRun.edit`, alpha 1."""
+    against PyTorch's `TrainedRun.edit` (`Leed`), alpha 1."""
 
     def call(graph: str, **feeds: np.ndarray) -> np.ndarray:
         (output,) = [n for n, _ in SPECS[graph].outputs]

@@ -6,11 +6,14 @@ engines), so there is no BuilderFlag.FP16 and no `max_workspace_size` (gone in T
 Steps, Polygraphy-style: `load_library` -> `parse_onnx` -> `make_config` (optimisation profile
 over the batch axis, timing cache) -> `build_plan`. Plans stay plain plans (no metadata glued
 in front); what describes them is the manifest.
+
+What each `--engine` value means (module, manifest library name, pip extra, timing cache) is
+its row in the runtime's backend table (leed_runtime/backends/table.py); the runtime imports
+the library the same way (`BackendRow.load`) and compares the same version.
 """
 
 from __future__ import annotations
 
-import importlib
 import re
 import sys
 import warnings
@@ -19,13 +22,14 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from leed_runtime.backends.base import BackendRow
+from leed_runtime.backends.table import engine_kinds, engine_rows
+from leed_runtime.cuda import cuda_info
 from leed_runtime.errors import LeedError
 
-# --engine value -> (module, manifest library name, pip extra)
-LIBRARIES = {
-    "tensorrt": ("tensorrt", "tensorrt", "leed[tensorrt]"),
-    "tensorrt-rtx": ("tensorrt_rtx_bindings", "tensorrt_rtx", "leed[tensorrt-rtx]"),
-}
+# --engine value -> (module, manifest library name, pip extra): a view of the backend table
+# kept for leed_export/export.py until it reads `engine_row(engine)` itself
+LIBRARIES = {row.kind: (row.module, row.library, row.extra) for row in engine_rows()}
 
 
 @dataclass(frozen=True)
@@ -49,40 +53,42 @@ def parse_batch(text: str) -> BatchProfile:
     return BatchProfile(lo, opt, hi)
 
 
+def engine_row(engine: str) -> BackendRow:
+    """The backend-table row of an `--engine` value; LeedError listing the choices otherwise."""
+    for row in engine_rows():
+        if row.kind == engine:
+            return row
+    raise LeedError(f"--engine {engine!r} is unknown; choose none, {' or '.join(engine_kinds())}")
+
+
 def load_library(engine: str) -> ModuleType:
-    """Import the library `--engine` names; LeedError with the install command when absent."""
-    module, _, extra = LIBRARIES[engine]
+    """Import the library `--engine` names (as the runtime does); LeedError with the pip extra
+    when it is missing or broken."""
     try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise LeedError(f"--engine {engine} needs {module}, which is not installed: pip install '{extra}'") from None
+        return engine_row(engine).load()
+    except LeedError as exc:
+        raise LeedError(f"--engine {engine}: {exc}") from None
 
 
 def library_version(trt: ModuleType) -> str:
-    return str(trt.__version__)
+    """The version recorded in the manifest: the getter of the library's table row."""
+    for row in engine_rows():
+        if row.module == trt.__name__:
+            return row.version(trt)
+    raise LeedError(f"{trt.__name__} is not an engine library of the backend table ({', '.join(engine_kinds())})")
 
 
 def has_timing_cache(engine: str) -> bool:
     """TensorRT keeps a builder timing cache; in TensorRT-RTX (>= 1.2) its calls are no-ops
     (tactics are picked at run time; the runtime cache belongs to the runtime)."""
-    return engine == "tensorrt"
+    return engine_row(engine).timing_cache
 
 
 def gpu_info() -> tuple[str | None, str | None]:
-    """(name, compute capability "8.6") of CUDA device 0, or (None, None) without one.
-    No driver and no GPU both read as "no GPU" (NOTES: error 35 or 100, or cuda-python absent)."""
-    try:
-        from cuda.bindings import runtime as cudart
-    except ImportError:
-        return None, None
-    err, count = cudart.cudaGetDeviceCount()
-    if err != cudart.cudaError_t.cudaSuccess or count == 0:
-        return None, None
-    err, props = cudart.cudaGetDeviceProperties(0)
-    if err != cudart.cudaError_t.cudaSuccess:
-        return None, None
-    name = props.name.decode(errors="replace").rstrip("\x00") if isinstance(props.name, bytes) else str(props.name)
-    return name, f"{props.major}.{props.minor}"
+    """(name, compute capability "8.6") of CUDA device 0 from `cuda_info()`, or (None, None)
+    without one: leed_export/export.py's view until it reads `cuda_info()` itself."""
+    gpus = cuda_info().gpus
+    return (gpus[0].name, gpus[0].compute_capability) if gpus else (None, None)
 
 
 def parse_onnx(trt: ModuleType, logger: Any, onnx_path: Path) -> tuple[Any, Any, Any]:

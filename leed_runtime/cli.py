@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import click
 
+from leed_runtime.backends.table import backend_kinds
+from leed_runtime.doctor import collect, render
 from leed_runtime.errors import LeedError, handle_errors
+from leed_runtime.run import RunConfig, run
 
 RUN_EXAMPLE = """
 \b
@@ -30,7 +35,7 @@ Examples:
 @click.option("--alpha", type=float, default=1.0, show_default=True, help="Expression intensity; > 1 extrapolates.")
 @click.option(
     "--backend",
-    type=click.Choice(["auto", "tensorrt", "tensorrt-rtx", "onnxruntime-cuda", "onnxruntime-cpu"]),
+    type=click.Choice(["auto", *backend_kinds()]),
     default="auto",
     show_default=True,
 )
@@ -53,8 +58,6 @@ Examples:
 @handle_errors
 def run_main(refs: tuple[str, ...], ref_weights: str | None, no_smooth: bool, **opts: object) -> None:
     """Give every face in a video (or image, or webcam) the expression of a reference photo."""
-    from leed_runtime.run import RunConfig, run
-
     weights = None
     if ref_weights:
         try:
@@ -69,12 +72,8 @@ def run_main(refs: tuple[str, ...], ref_weights: str | None, no_smooth: bool, **
 @handle_errors
 def doctor_main(as_json: bool) -> None:
     """Say which libraries and GPUs are here, and which leed commands will therefore work."""
-    from leed_runtime.doctor import collect, render
-
     findings = collect()
     if as_json:
-        import json
-
         click.echo(json.dumps(findings, indent=2))
     else:
         click.echo(render(findings))

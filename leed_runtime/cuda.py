@@ -1,5 +1,7 @@
 """CUDA host code without torch: cuda-python's runtime API (`cuda.bindings.runtime`).
 
+`cuda_info()` is the one GPU query (device names, compute capabilities, driver and runtime
+versions) for the doctor, backend selection, the backends and the engine builder.
 NVIDIA's samples/python/common_runtime.py pattern: every status checked (`check`), RAII
 buffers (`DeviceBuffer`, `PinnedBuffer`) freed on `close()` or `__del__`, one `Stream` per
 pipeline. cuda-python is imported lazily, so importing this module needs nothing but numpy.
@@ -10,11 +12,12 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import math
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
-from leed_runtime.errors import LeedError
+from leed_runtime.errors import LeedError, one_line
 
 INSTALL = "pip install 'leed[gpu]'"
 
@@ -40,26 +43,66 @@ def check(result: Any) -> Any:
     return values[0] if len(values) == 1 else tuple(values)
 
 
-def cuda_available() -> bool:
-    """True when cuda-python is installed and sees at least one GPU. No driver (error 35),
-    no device (error 100) and any exception all mean False."""
+@dataclass(frozen=True)
+class Gpu:
+    """One visible CUDA device: `Gpu("NVIDIA H100 80GB HBM3", "9.0")`."""
+
+    name: str
+    compute_capability: str  # "major.minor"
+
+
+@dataclass(frozen=True)
+class CudaInfo:
+    """What CUDA offers here: the GPUs (empty: none usable), the CUDA versions of the driver
+    and of cuda-python's runtime ("13.0"; None when unknown), and why there is no GPU ("" with one)."""
+
+    gpus: tuple[Gpu, ...] = ()
+    driver: str | None = None
+    runtime: str | None = None
+    problem: str = ""
+
+
+def _cuda_version(value: int) -> str | None:
+    return f"{value // 1000}.{value % 1000 // 10}" if value else None
+
+
+def cuda_info() -> CudaInfo:
+    """The one GPU query. No cuda-python, no driver (`cudaGetDeviceCount` returns error 35),
+    no device (error 100) and any exception (`cuInit` raises without a driver) all read as
+    "no CUDA here": no GPUs, with the reason in `problem`. Never raises."""
     try:
         rt = _rt()
+        _, runtime = rt.cudaRuntimeGetVersion()
+        _, driver = rt.cudaDriverGetVersion()
+        versions = {"driver": _cuda_version(driver or 0), "runtime": _cuda_version(runtime or 0)}
         err, count = rt.cudaGetDeviceCount()
-        return err == rt.cudaError_t.cudaSuccess and count > 0
-    except Exception:
-        return False
+        if err != rt.cudaError_t.cudaSuccess:
+            return CudaInfo(problem=getattr(err, "name", str(err)), **versions)
+        gpus = []
+        for i in range(count):
+            err, prop = rt.cudaGetDeviceProperties(i)
+            if err != rt.cudaError_t.cudaSuccess:
+                return CudaInfo(problem=f"device {i}: {getattr(err, 'name', err)}", **versions)
+            raw = prop.name
+            name = raw.split(b"\0", 1)[0].decode(errors="replace") if isinstance(raw, bytes) else str(raw)
+            gpus.append(Gpu(name, f"{prop.major}.{prop.minor}"))
+    except LeedError as exc:  # no cuda-python
+        return CudaInfo(problem=str(exc))
+    except Exception as exc:  # a broken install or driver can raise instead of returning an error
+        text = one_line(str(exc))
+        return CudaInfo(problem=f"{type(exc).__name__}: {text}"[:160] if text else type(exc).__name__)
+    return CudaInfo(tuple(gpus), problem="" if gpus else "no GPU", **versions)
+
+
+def cuda_available() -> bool:
+    """True when cuda-python is installed and sees at least one GPU (`cuda_info().gpus`)."""
+    return bool(cuda_info().gpus)
 
 
 def device_info() -> list[dict[str, Any]]:
-    """Every visible GPU: `{"name": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0"}`."""
-    rt = _rt()
-    gpus = []
-    for i in range(check(rt.cudaGetDeviceCount())):
-        prop = check(rt.cudaGetDeviceProperties(i))
-        name = prop.name.split(b"\0", 1)[0].decode(errors="replace") if isinstance(prop.name, bytes) else str(prop.name)
-        gpus.append({"name": name, "compute_capability": f"{prop.major}.{prop.minor}"})
-    return gpus
+    """`cuda_info().gpus` as dicts, `[{"name": ..., "compute_capability": "9.0"}]`: the view
+    leed_export.bench records until it reads `cuda_info()` itself."""
+    return [asdict(gpu) for gpu in cuda_info().gpus]
 
 
 class Stream:

@@ -1,7 +1,9 @@
 """`leed-doctor`: which libraries and GPUs are here, and which leed commands therefore work.
 
 Never needs torch: every library is probed inside a try/except, so a missing or broken
-install becomes one line of the report instead of a crash.
+install becomes one line of the report instead of a crash. The backends' libraries, extras,
+execution providers and GPU targets come from the backend table (backends/table.py), the
+GPUs from `cuda.cuda_info()` (torch's view only when cuda-python sees none).
 """
 
 from __future__ import annotations
@@ -11,20 +13,19 @@ import importlib.metadata
 import platform
 import sys
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 
+from leed_runtime import cuda
+from leed_runtime.backends.base import BackendRow
+from leed_runtime.backends.table import BACKENDS, engine_rows
+from leed_runtime.cuda import Gpu
 from leed_runtime.errors import one_line
-
-# Compute capabilities TensorRT-RTX builds for (major, minor); 12.x means any 12.
-RTX_CAPABILITIES = ((7, 5), (8, 0), (8, 6), (8, 9))
 
 BASE = "pip install leed"
 TRAIN = "pip install 'leed[train]'"
 RUNTIME = "pip install 'leed[runtime]'"
 TRAIN_RUNTIME = "pip install 'leed[train,runtime]'"
-GPU = "pip install 'leed[gpu]'"
-TENSORRT = "pip install 'leed[tensorrt]'"
-TENSORRT_RTX = "pip install 'leed[tensorrt-rtx]'"
 
 
 def _entry(present: bool, version: str | None = None, detail: str = "") -> dict[str, Any]:
@@ -46,7 +47,13 @@ def _version(module: Any, dist: str) -> str | None:
         return None
 
 
-def _probe(module_name: str, dist: str, fix: str, details: Callable[[Any], str] | None = None) -> dict[str, Any]:
+def _probe(
+    module_name: str,
+    dist: str,
+    fix: str,
+    details: Callable[[Any], str] | None = None,
+    version: Callable[[Any], str] | None = None,
+) -> dict[str, Any]:
     """Import `module_name`; any failure becomes `present: False` with a one-line reason."""
     try:
         module = importlib.import_module(module_name)
@@ -56,8 +63,9 @@ def _probe(module_name: str, dist: str, fix: str, details: Callable[[Any], str] 
         return _entry(False, None, f"import failed: {_reason(exc)} ({fix})")
     except (Exception, SystemExit) as exc:  # broken installs raise anything, stub wheels even SystemExit
         return _entry(False, None, f"import failed: {_reason(exc)} ({fix})")
+    get_version = version or (lambda m: _version(m, dist))
     try:
-        return _entry(True, _version(module, dist), details(module) if details else "")
+        return _entry(True, get_version(module), details(module) if details else "")
     except Exception as exc:
         return _entry(True, _version(module, dist), f"probe failed: {_reason(exc)}")
 
@@ -66,51 +74,45 @@ def _probe(module_name: str, dist: str, fix: str, details: Callable[[Any], str] 
 # Per-library details
 
 
-def _torch_details(torch: Any) -> str:
-    if not torch.cuda.is_available():
-        return "CUDA: no (CPU only)"
-    gpus = []
-    for i in range(torch.cuda.device_count()):
-        major, minor = torch.cuda.get_device_capability(i)
-        gpus.append(f"{torch.cuda.get_device_name(i)} (sm {major}.{minor})")
-    return f"CUDA {torch.version.cuda}: " + ", ".join(gpus)
-
-
-def _torch_gpus() -> list[dict[str, Any]]:
-    """GPUs torch sees; only called once torch imported cleanly."""
-    torch = sys.modules["torch"]
+def _torch_gpus(torch: Any) -> list[Gpu]:
+    """GPUs torch sees (reported for leed-train, which runs on torch)."""
     if not torch.cuda.is_available():
         return []
     return [
-        {"name": torch.cuda.get_device_name(i), "capability": list(torch.cuda.get_device_capability(i))}
+        Gpu(torch.cuda.get_device_name(i), "{}.{}".format(*torch.cuda.get_device_capability(i)))
         for i in range(torch.cuda.device_count())
     ]
 
 
-def _cuda_gpus() -> tuple[list[dict[str, Any]], str]:
-    """GPUs seen through cuda-python's runtime API, and a one-line detail."""
-    from cuda.bindings import runtime as cudart
+def _listed(gpus: list[Gpu]) -> str:
+    return ", ".join(f"{g.name} (sm {g.compute_capability})" for g in gpus)
 
-    err, count = cudart.cudaGetDeviceCount()
-    if err != cudart.cudaError_t.cudaSuccess:
-        return [], f"no CUDA here ({err.name})"
-    gpus = []
-    for i in range(count):
-        err, prop = cudart.cudaGetDeviceProperties(i)
-        if err != cudart.cudaError_t.cudaSuccess:
-            return gpus, f"no CUDA here (device {i}: {err.name})"
-        name = prop.name.split(b"\0", 1)[0].decode(errors="replace") if isinstance(prop.name, bytes) else str(prop.name)
-        gpus.append({"name": name, "capability": [prop.major, prop.minor]})
-    _, driver = cudart.cudaDriverGetVersion()
-    listed = ", ".join(f"{g['name']} (sm {g['capability'][0]}.{g['capability'][1]})" for g in gpus)
-    return gpus, f"driver {driver // 1000}.{driver % 1000 // 10}: {listed}" if gpus else "no GPU"
+
+def _torch_details(torch: Any) -> str:
+    gpus = _torch_gpus(torch)
+    return f"CUDA {torch.version.cuda}: {_listed(gpus)}" if gpus else "CUDA: no (CPU only)"
+
+
+def _library_rows() -> list[BackendRow]:
+    """One row per backend library, in table order after those a CPU-only kind needs (whose
+    row, and so whose pip extra, then speaks for the library)."""
+    rows: dict[str, BackendRow] = {}
+    for row in sorted(BACKENDS, key=lambda r: r.uses_cuda):  # stable: table order otherwise
+        rows.setdefault(row.library, row)
+    return list(rows.values())
+
+
+def _backend_details(row: BackendRow) -> Callable[[Any], str] | None:
+    if row.provider is None:
+        return None
+    return lambda module: "providers: " + ", ".join(module.get_available_providers())
 
 
 # ---------------------------------------------------------------------------------------------
 # Collect
 
 
-def _libraries() -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]], str]:
+def _libraries() -> tuple[dict[str, dict[str, Any]], list[Gpu], str]:
     libs: dict[str, dict[str, Any]] = {
         "python": _entry(True, platform.python_version(), f"{sys.executable}"),
         "numpy": _probe("numpy", "numpy", BASE),
@@ -125,24 +127,23 @@ def _libraries() -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]], str]:
         "onnxconverter-common": _probe(
             "onnxconverter_common", "onnxconverter-common", "pip install onnxconverter-common"
         ),
-        "onnxruntime": _probe(
-            "onnxruntime", "onnxruntime", RUNTIME, lambda m: "providers: " + ", ".join(m.get_available_providers())
-        ),
-        "cuda-python": _probe("cuda.bindings", "cuda-bindings", RUNTIME),
-        "tensorrt": _probe("tensorrt", "tensorrt", TENSORRT),
-        "tensorrt_rtx": _probe("tensorrt_rtx_bindings", "tensorrt-rtx-cu13-bindings", TENSORRT_RTX),
     }
-    gpus: list[dict[str, Any]] = []
+    for row in _library_rows():
+        libs[row.library] = _probe(row.module, row.module, row.install, _backend_details(row), row.version)
+    libs["cuda-python"] = _probe("cuda.bindings", "cuda-bindings", RUNTIME)
+    gpus: list[Gpu] = []
     source = ""
     if libs["cuda-python"]["present"]:
-        try:
-            gpus, libs["cuda-python"]["detail"] = _cuda_gpus()
-        except Exception as exc:  # no driver at all can raise instead of returning an error
-            libs["cuda-python"]["detail"] = f"no CUDA here ({_reason(exc)})"
+        info = cuda.cuda_info()
+        gpus = list(info.gpus)
+        if gpus:
+            libs["cuda-python"]["detail"] = f"driver {info.driver}: {_listed(gpus)}"
+        else:
+            libs["cuda-python"]["detail"] = "no GPU" if info.problem == "no GPU" else f"no CUDA here ({info.problem})"
         source = "cuda-python"
     if not gpus and libs["torch"]["present"]:
         try:
-            gpus = _torch_gpus()
+            gpus = _torch_gpus(sys.modules["torch"])
             source = "torch"
         except Exception:
             gpus = []
@@ -161,7 +162,7 @@ def _needs(libs: dict[str, dict[str, Any]], names: list[str], fix: str) -> str:
     return f"needs {', '.join(_missing(libs, names))} ({fix})"
 
 
-def _commands(libs: dict[str, dict[str, Any]], gpus: list[dict[str, Any]], source: str) -> dict[str, dict[str, Any]]:
+def _commands(libs: dict[str, dict[str, Any]], gpus: list[Gpu], source: str) -> dict[str, dict[str, Any]]:
     has = {name: entry["present"] for name, entry in libs.items()}
     cuda_gpus = gpus if source == "cuda-python" else []
     cmds: dict[str, dict[str, Any]] = {}
@@ -176,7 +177,7 @@ def _commands(libs: dict[str, dict[str, Any]], gpus: list[dict[str, Any]], sourc
     if _missing(libs, train_libs):
         cmds["leed-train"] = _command(False, _needs(libs, train_libs, TRAIN))
     elif gpus:
-        cmds["leed-train"] = _command(True, f"on {len(gpus)} GPU(s): {gpus[0]['name']}")
+        cmds["leed-train"] = _command(True, f"on {len(gpus)} GPU(s): {gpus[0].name}")
     else:
         cmds["leed-train"] = _command(True, "CPU only: slow, use --preset tiny")
 
@@ -185,54 +186,50 @@ def _commands(libs: dict[str, dict[str, Any]], gpus: list[dict[str, Any]], sourc
         cmds["leed-export"] = _command(False, _needs(libs, export_libs, TRAIN_RUNTIME))
     else:
         fp16 = "FP16" if has["onnxconverter-common"] else "no --fp16 (pip install onnxconverter-common)"
-        engines = [e for e, lib in (("tensorrt", "tensorrt"), ("tensorrt-rtx", "tensorrt_rtx")) if has[lib]]
-        engine = "--engine " + "|".join(engines) if engines else f"no engines ({TENSORRT_RTX})"
+        engines = [row.kind for row in engine_rows() if has[row.library]]
+        installs = " or ".join(row.install for row in engine_rows())
+        engine = "--engine " + "|".join(engines) if engines else f"no engines ({installs})"
         cmds["leed-export"] = _command(True, f"ONNX FP32, {fp16}, {engine}")
 
-    ort = libs["onnxruntime"]
-    providers = ort["detail"] if ort["present"] else ""
-    if not ort["present"]:
-        cmds["leed-run onnxruntime-cpu"] = _command(False, f"needs onnxruntime ({RUNTIME})")
-    elif "CPUExecutionProvider" not in providers:
-        cmds["leed-run onnxruntime-cpu"] = _command(False, f"onnxruntime lacks the CPU provider ({RUNTIME})")
-    else:
-        cmds["leed-run onnxruntime-cpu"] = _command(True, "CPUExecutionProvider (no GPU needed; slow)")
-
     gpu_reason = _no_gpu_reason(has, gpus, source)
-
-    def gpu_backend(missing: str | None) -> dict:
-        """A GPU backend: refused for its missing library, then for the missing GPU."""
-        if missing:
-            return _command(False, missing)
-        if gpu_reason:
-            return _command(False, gpu_reason)
-        return _command(True, f"on {cuda_gpus[0]['name']}")
-
-    cuda_ep = ort["present"] and "CUDAExecutionProvider" in providers
-    cmds["leed-run onnxruntime-cuda"] = gpu_backend(
-        None if cuda_ep else f"onnxruntime has no CUDAExecutionProvider ({GPU})"
-    )
-    cmds["leed-run tensorrt"] = gpu_backend(None if has["tensorrt"] else f"needs tensorrt ({TENSORRT})")
-    cmds["leed-run tensorrt-rtx"] = gpu_backend(None if has["tensorrt_rtx"] else f"needs tensorrt_rtx ({TENSORRT_RTX})")
-    if cmds["leed-run tensorrt-rtx"]["ok"]:
-        ok = [g for g in cuda_gpus if tuple(g["capability"]) in RTX_CAPABILITIES or g["capability"][0] == 12]
-        if ok:
-            cmds["leed-run tensorrt-rtx"] = _command(True, f"on {ok[0]['name']}")
-        else:
-            cc = ".".join(map(str, cuda_gpus[0]["capability"]))
-            cmds["leed-run tensorrt-rtx"] = _command(
-                False, f"TensorRT-RTX runs on sm 7.5/8.0/8.6/8.9/12.x, this GPU is sm {cc}: use --backend tensorrt"
-            )
+    for row in reversed(BACKENDS):  # cheapest first
+        cmds[f"leed-run {row.kind}"] = _backend_command(row, libs, cuda_gpus, gpu_reason)
 
     eval_libs = ["torch", "safetensors", "scikit-image"]
     if _missing(libs, eval_libs):
         cmds["leed-eval"] = _command(False, _needs(libs, eval_libs, TRAIN))
     else:
-        cmds["leed-eval"] = _command(True, "checkpoints" + (" and ONNX exports" if ort["present"] else " only"))
+        cmds["leed-eval"] = _command(True, "checkpoints" + (" and ONNX exports" if has["onnxruntime"] else " only"))
     return cmds
 
 
-def _no_gpu_reason(has: dict[str, bool], gpus: list[dict[str, Any]], source: str) -> str:
+def _backend_command(
+    row: BackendRow, libs: dict[str, dict[str, Any]], cuda_gpus: list[Gpu], gpu_reason: str
+) -> dict[str, Any]:
+    """`leed-run --backend KIND`: refused for its missing library or execution provider, then
+    (CUDA kinds) for the missing GPU, then for a GPU it does not target."""
+    lib = libs[row.library]
+    if not lib["present"]:
+        return _command(False, f"needs {row.library} ({row.install})")
+    if row.provider is not None and row.provider not in lib["detail"]:
+        return _command(False, f"{row.library} has no {row.provider} ({row.install})")
+    if not row.uses_cuda:
+        return _command(True, f"{row.provider or row.library} (no GPU needed; slow)")
+    if gpu_reason:
+        return _command(False, gpu_reason)
+    ok = [g for g in cuda_gpus if row.runs_on(g.compute_capability)]
+    if ok:
+        return _command(True, f"on {ok[0].name}")
+    cc = cuda_gpus[0].compute_capability
+    others = [r.kind for r in BACKENDS if r.uses_cuda and r is not row and r.runs_on(cc)]
+    return _command(
+        False,
+        f"{row.title} runs on sm {'/'.join(row.compute_capabilities)}, this GPU is sm {cc}: "
+        f"use --backend {' or '.join(others)}",
+    )
+
+
+def _no_gpu_reason(has: dict[str, bool], gpus: list[Gpu], source: str) -> str:
     """Why the runtime's CUDA backends cannot run here ('' when they can)."""
     if not has["cuda-python"]:
         seen = " (torch sees a GPU)" if gpus else ""
@@ -248,7 +245,7 @@ def collect() -> dict[str, Any]:
     return {
         "platform": f"{platform.system()} {platform.machine()}",
         "libraries": libs,
-        "gpus": gpus,
+        "gpus": [asdict(gpu) for gpu in gpus],
         "gpu_source": source,
         "commands": _commands(libs, gpus, source),
     }
@@ -276,8 +273,7 @@ def render(findings: dict[str, Any], unicode: bool | None = None) -> str:
     lines += ["", "GPUs"]
     if findings["gpus"]:
         for gpu in findings["gpus"]:
-            major, minor = gpu["capability"]
-            lines.append(f"  {yes} {gpu['name']}  sm {major}.{minor}  (seen by {findings['gpu_source']})")
+            lines.append(f"  {yes} {gpu['name']}  sm {gpu['compute_capability']}  (seen by {findings['gpu_source']})")
     else:
         lines.append(f"  {no} none: no CUDA GPU or driver here")
     lines += ["", "commands"]

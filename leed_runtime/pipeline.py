@@ -19,8 +19,12 @@ from typing import Any
 
 import numpy as np
 
+from leed_runtime.backends.select import artifact_for_backend, choose_backend
+from leed_runtime.backends.table import backend_row, open_backend
+from leed_runtime.cuda import Stream
 from leed_runtime.errors import LeedError
 from leed_runtime.face.align import crop_face
+from leed_runtime.face.detect import MTCNNDetector
 from leed_runtime.face.paste import feather_mask, paste_back
 from leed_runtime.face.smooth import LandmarkSmoother
 from leed_runtime.image import to_rgb
@@ -72,18 +76,12 @@ class Editor:
         smooth: bool = True,
         detect_every: int = 1,
     ) -> None:
-        from leed_runtime.backends.base import open_backend
-        from leed_runtime.backends.select import choose_backend
-        from leed_runtime.face.detect import MTCNNDetector
-
         self.folder = Path(model_dir)
         self.manifest = read_manifest(self.folder)  # each backend verifies the file it loads
         self.kind, self.reason = choose_backend(backend, self.folder, self.manifest, "edit")
         self.stream = None
         options: dict[str, Any] = {}
-        if self.kind != "onnxruntime-cpu":  # one CUDA stream for every graph of the pipeline
-            from leed_runtime.cuda import Stream
-
+        if backend_row(self.kind).uses_cuda:  # one CUDA stream for every graph of the pipeline
             self.stream = Stream()
             options["stream"] = self.stream
         self.detector = MTCNNDetector(self.folder, self.manifest, backend=self.kind, backend_options=options)
@@ -104,8 +102,6 @@ class Editor:
 
     def _graph(self, name: str) -> str:
         """The artifact that serves graph `name` on this backend (engine, FP16 or FP32 ONNX)."""
-        from leed_runtime.backends.select import artifact_for_backend
-
         return artifact_for_backend(self.kind, self.manifest, name)
 
     # -- reference ------------------------------------------------------------------------------

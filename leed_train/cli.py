@@ -13,7 +13,7 @@ import click
 
 from leed_runtime.errors import LeedError, handle_errors
 from leed_train.config import AMP, NEUTRALS, PERCEPTUAL, PRESETS, STAGES, TrainConfig
-from leed_train.data.index import FORMATS
+from leed_train.data.names import FORMATS
 
 TRAIN_EXAMPLE = """
 \b

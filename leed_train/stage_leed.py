@@ -41,6 +41,7 @@ from leed_train.loop import (
     save_grid,
     to_device,
 )
+from leed_train.model import Leed
 
 if TYPE_CHECKING:
     from leed_train.config import TrainConfig
@@ -326,16 +327,6 @@ def leed_step(
 
 
 @torch.no_grad()
-def edit(
-    nets: dict[str, torch.nn.Module], ia_n: torch.Tensor, rb: torch.Tensor, rb_n: torch.Tensor, alpha: float = 1.0
-) -> torch.Tensor:
-    """The inference chain: D(I(E(I_N), alpha * X(E(R_B), E(R_N))))."""
-    E, X, I, D = (nets[k] for k in ("E", "X", "I", "D"))
-    c_in, c_rb, c_rn = E(torch.cat([ia_n, rb, rb_n])).chunk(3)
-    return D(I(c_in, alpha * X(c_rb, c_rn))).float().clamp(-1, 1)
-
-
-@torch.no_grad()
 def sample_grid(run: Run, nets: dict[str, torch.nn.Module], step: int) -> None:
     """PNG rows: inputs, references, their neutral faces, reconstruction, linear Eq. 5, LEED edit."""
     neutrals = np.load(run.dir / "neutrals.npy", mmap_mode="r")
@@ -351,9 +342,9 @@ def sample_grid(run: Run, nets: dict[str, torch.nn.Module], step: int) -> None:
     modes = {k: m.training for k, m in nets.items()}
     for m in nets.values():
         m.eval()
-    E, D = nets["E"], nets["D"]
-    c_in, c_rb, c_rn = E(torch.cat([ia_n, rb, rb_n])).chunk(3)
-    rows = [ia, rb, ia_n, rb_n, D(E(ia)).clamp(-1, 1), D(c_in + c_rb - c_rn).clamp(-1, 1), edit(nets, ia_n, rb, rb_n)]
+    leed = Leed(None, *(nets[k] for k in ("E", "X", "I", "D")))  # neutral faces from the cache, no G
+    edits = [leed.edit_from_neutrals(ia_n, rb, rb_n, linear=linear).float().clamp(-1, 1) for linear in (True, False)]
+    rows = [ia, rb, ia_n, rb_n, leed.D(leed.E(ia)).clamp(-1, 1), *edits]
     for k, m in nets.items():
         m.train(modes[k])
     labels = ["I_A", "R_B", "I_N", "R_N", "D(E(I_A))", "Eq.5 linear", "LEED edit"]

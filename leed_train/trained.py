@@ -1,9 +1,10 @@
 """A trained run, loaded for inference (export, evaluation): the frozen networks of the
-per-frame chain, rebuilt from the run's own config and its last complete checkpoints."""
+per-frame chain, rebuilt from the run's own config and its last complete checkpoints, and the
+`Leed` model that runs them."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -11,6 +12,10 @@ import torch
 from leed_runtime.errors import LeedError
 from leed_train.checkpoint import latest_checkpoint, load_weights
 from leed_train.config import TrainConfig
+from leed_train.model import Leed
+from leed_train.networks import build_leed_networks
+from leed_train.stage_neutralizer import label_space
+from leed_train.stargan import Generator, Neutralizer
 
 
 @dataclass
@@ -21,28 +26,25 @@ class TrainedRun:
     c_dim: int
     neutral_index: int
     checkpoints: dict[str, Path]  # stage -> checkpoint folder used
+    leed: Leed = field(init=False)  # the chain on these networks (G with its target fixed to "neutral")
+
+    def __post_init__(self) -> None:
+        E, X, I, D = (self.nets[k] for k in ("E", "X", "I", "D"))
+        self.leed = Leed(self.neutralizer(), E, X, I, D)
 
     def neutralizer(self) -> torch.nn.Module:
-        """G with its target fixed to "neutral": image -> neutral face."""
-        from leed_train.stargan import Neutralizer
-
-        return Neutralizer(self.nets["G"], self.c_dim, self.neutral_index).eval()
+        """G with its target fixed to "neutral": image -> neutral face (its label on G's device)."""
+        G = self.nets["G"]
+        return Neutralizer(G, self.c_dim, self.neutral_index).to(next(G.parameters()).device).eval()
 
     @torch.no_grad()
     def edit(self, face: torch.Tensor, reference: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
-        """The full chain in PyTorch: D(I(E(G(face)), alpha * X(E(ref), E(G(ref)))))."""
-        from leed_train.stage_leed import edit
-
-        g = self.neutralizer()
-        return edit(self.nets, g(face), reference, g(reference), alpha)
+        """The full chain in PyTorch (`Leed.edit` of `Leed.reference`), clamped to [-1, 1]."""
+        return self.leed(face, reference, alpha).float().clamp(-1, 1)
 
 
 def load_trained(run_dir: Path | str, device: str | torch.device = "cpu") -> TrainedRun:
     """Rebuild G, E, D, X, I from `run_dir/config.json` and load the last checkpoints."""
-    from leed_train.networks import build_leed_networks
-    from leed_train.stage_neutralizer import label_space
-    from leed_train.stargan import Generator
-
     run_dir = Path(run_dir)
     cfg = TrainConfig.load(run_dir / "config.json")
     c_dim, neutral = label_space(cfg.gan_labels)

@@ -1,32 +1,40 @@
 """One interface for every engine (Polygraphy's runner, FasterLivePortrait's wrapper):
 
-    with open_backend("onnxruntime-cpu", folder, manifest, "edit") as engine:
+    with open_backend("onnxruntime-cpu", folder, manifest, "edit") as engine:   # backends/table.py
         out = engine.infer({"face": x, "dexp": d, "alpha": a})   # name -> array, both ways
 
 A backend is activated once (sessions, engines, buffers allocated at the profile's max
 shape), checks feeds by name, dtype and shape against the manifest's specs, and returns
-outputs by name (never by position). `latency_ms` is the last call's time. Backends are
-imported lazily so the base needs none of their libraries.
+outputs by name (never by position). `latency_ms` is the last call's time.
+
+This module knows no subclass. A backend module defines its class and one `BackendRow` per
+kind it serves; `backends/table.py` lists the rows. Libraries are imported by `BackendRow.load`
+when a backend is used, so importing a backend module needs none of them.
 """
 
 from __future__ import annotations
 
+import importlib
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 
-from leed_runtime.errors import LeedError
+from leed_runtime.errors import LeedError, one_line
 from leed_runtime.manifest import Artifact, Manifest, TensorSpec, check_artifact
-
-BACKENDS = ("tensorrt", "tensorrt-rtx", "onnxruntime-cuda", "onnxruntime-cpu")
 
 
 class Backend:
-    """Base class: subclasses implement `_activate`, `_infer`, `_deactivate`."""
+    """Base class: subclasses implement `_activate`, `_infer`, `_deactivate`, set `row` (and
+    `name`, its kind) and may refine the class-level checks `library_problem` and
+    `artifact_problem` that backend selection asks before choosing a kind."""
 
     name = "base"
+    row: BackendRow
 
     def __init__(self, folder: Path, artifact: Artifact, artifact_name: str) -> None:
         self.folder = Path(folder)
@@ -118,18 +126,78 @@ class Backend:
     def _deactivate(self) -> None:
         pass
 
+    # -- checks before choosing a kind (no instance yet) -------------------------------------
+    @classmethod
+    def library_problem(cls, row: BackendRow, module: ModuleType) -> str | None:
+        """What the imported library lacks for `row.kind` (with the fix); None: nothing."""
+        return None
 
-def open_backend(kind: str, folder: Path, manifest: Manifest, artifact_name: str, **options: Any) -> Backend:
-    """Construct (not activate) the backend `kind` for one artifact of an export folder."""
-    artifact = manifest.artifact(artifact_name, Path(folder))
-    if kind == "onnxruntime-cpu" or kind == "onnxruntime-cuda":
-        from leed_runtime.backends.onnxruntime import OnnxRuntimeBackend
+    @classmethod
+    def artifact_problem(
+        cls,
+        row: BackendRow,
+        folder: Path,
+        manifest: Manifest,
+        artifact_name: str,
+        module: ModuleType,
+        compute_capability: str | None,
+    ) -> str | None:
+        """Why this artifact cannot run with this library on a GPU of `compute_capability`
+        (None: no GPU here, so only what needs none is checked), with the fix; None if it can."""
+        return None
 
-        return OnnxRuntimeBackend(
-            folder, artifact, artifact_name, device="cuda" if kind.endswith("cuda") else "cpu", **options
-        )
-    if kind in ("tensorrt", "tensorrt-rtx"):
-        from leed_runtime.backends.tensorrt import TensorRTBackend
 
-        return TensorRTBackend(folder, artifact, artifact_name, library=kind.replace("-", "_"), **options)
-    raise LeedError(f"--backend {kind!r} is unknown; choose one of auto, {', '.join(BACKENDS)}")
+@dataclass(frozen=True)
+class BackendRow:
+    """One row of the backend table (`backends/table.py`): a backend kind and what it needs."""
+
+    kind: str  # the --backend value (and, for engines, the --engine value)
+    title: str  # its name in messages
+    backend: type[Backend]  # the class that runs it, constructed with `params` and the user's options
+    params: Mapping[str, Any]  # constructor arguments fixed by the kind, e.g. {"device": "cuda"}
+    library: str  # leed's name for its library: the manifest's engine.library, the doctor's line
+    module: str  # the Python module that library is imported as
+    extra: str  # the pip extra that installs it
+    suffix: str  # its artifacts' file suffix, ".onnx" or ".plan" (the manifest's format, without the dot)
+    uses_cuda: bool  # needs a CUDA GPU; then the pipeline gives all its graphs one CUDA stream
+    options: frozenset[str]  # the options `open_backend(**options)` accepts for it
+    engine_tag: str | None = None  # engines: the tag of their artifact names (edit.fp16.rtx); None: ONNX graphs
+    provider: str | None = None  # the onnxruntime execution provider it needs
+    compute_capabilities: tuple[str, ...] = ()  # GPUs it runs on ("8.6"; "12.x": every 12); (): all
+    timing_cache: bool = False  # its builder keeps a timing cache (TensorRT; a no-op in TensorRT-RTX)
+
+    @property
+    def install(self) -> str:
+        return f"pip install '{self.extra}'"
+
+    @property
+    def format(self) -> str:
+        """The manifest's `format` of the artifacts it runs: "onnx" or "plan"."""
+        return self.suffix.lstrip(".")
+
+    def load(self) -> ModuleType:
+        """Import the library; missing or broken (PyPI stub wheels raise anything, even
+        SystemExit) -> LeedError naming the pip extra."""
+        try:
+            return importlib.import_module(self.module)
+        except (Exception, SystemExit) as exc:
+            raise LeedError(f"{self.module} is not importable ({one_line(str(exc))[:160]}); {self.install}") from None
+
+    def version(self, module: ModuleType | None = None) -> str:
+        """The library's version, as engines record it and the runtime compares it."""
+        return str((module if module is not None else self.load()).__version__)
+
+    def runs_on(self, compute_capability: str) -> bool:
+        """Whether it runs on a GPU of this compute capability ("8.6")."""
+        if not self.compute_capabilities:
+            return True
+        major = compute_capability.split(".", 1)[0]
+        return compute_capability in self.compute_capabilities or f"{major}.x" in self.compute_capabilities
+
+    def library_problem(self, module: ModuleType) -> str | None:
+        return self.backend.library_problem(self, module)
+
+    def artifact_problem(
+        self, folder: Path, manifest: Manifest, artifact_name: str, module: ModuleType, compute_capability: str | None
+    ) -> str | None:
+        return self.backend.artifact_problem(self, folder, manifest, artifact_name, module, compute_capability)

@@ -11,23 +11,15 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 
-from leed_runtime.backends.base import Backend
+from leed_runtime import cuda
+from leed_runtime.backends.base import Backend, BackendRow
 from leed_runtime.errors import LeedError, one_line
 from leed_runtime.manifest import Artifact, TensorSpec
-
-GPU_FIX = "pip install 'leed[gpu]' (onnxruntime-gpu in place of onnxruntime) and check `leed-doctor`"
-
-
-def _import_ort() -> Any:
-    try:
-        import onnxruntime
-    except ImportError:
-        raise LeedError("onnxruntime is not installed; pip install 'leed[runtime]' (or 'leed[gpu]')") from None
-    return onnxruntime
 
 
 class _Slot:
@@ -40,13 +32,11 @@ class _Slot:
         self.pinned: Any = None
 
     def ensure(self, shape: tuple[int, ...]) -> None:
-        from leed_runtime.cuda import DeviceBuffer, PinnedBuffer
-
         count = math.prod(shape)
         if self.pinned is None or count > self.pinned.array.size:
             self.close()
-            self.device = DeviceBuffer(count * self.dtype.itemsize)
-            self.pinned = PinnedBuffer((count,), self.dtype)
+            self.device = cuda.DeviceBuffer(count * self.dtype.itemsize)
+            self.pinned = cuda.PinnedBuffer((count,), self.dtype)
 
     def close(self) -> None:
         for buf in (self.device, self.pinned):
@@ -73,21 +63,17 @@ class OnnxRuntimeBackend(Backend):
         verify: bool = True,
     ) -> None:
         super().__init__(folder, artifact, artifact_name)
-        if device not in ("cpu", "cuda"):
-            raise LeedError(f"onnxruntime device {device!r} is unknown; choose cpu or cuda")
-        if device == "cpu" and (cuda_graph or prefer_nhwc or stream is not None or outputs_on_device):
-            raise LeedError(
-                "onnxruntime-cpu takes no CUDA options (cuda_graph, prefer_nhwc, stream, outputs_on_device); "
-                "use --backend onnxruntime-cuda"
-            )
-        if artifact.format != "onnx":
+        if device not in ROWS:
+            raise LeedError(f"onnxruntime device {device!r} is unknown; choose {' or '.join(ROWS)}")
+        self.row = ROWS[device]
+        if artifact.format != self.row.format:
             raise LeedError(
                 f"artifact {artifact_name!r} ({artifact.file}) is a {artifact.format}, not an ONNX graph; "
                 "onnxruntime runs the .onnx artifacts"
             )
         if max_batch < 1:
             raise LeedError(f"max_batch must be >= 1, got {max_batch}")
-        self.name = f"onnxruntime-{device}"
+        self.name = self.row.kind
         self.device = device
         self.threads = threads
         self.cuda_graph = cuda_graph
@@ -97,6 +83,7 @@ class OnnxRuntimeBackend(Backend):
         self.outputs_on_device = outputs_on_device
         self.verify = verify
         self.session: Any = None
+        self._ort: Any = None
         self._own_stream: Any = None
         self._binding: Any = None
         self._slots: dict[str, _Slot] = {}
@@ -105,7 +92,7 @@ class OnnxRuntimeBackend(Backend):
     # -- activation ------------------------------------------------------------------------
     def _activate(self) -> None:
         path = self.check_file(self.verify)
-        ort = _import_ort()
+        ort = self._ort = self.row.load()
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = self.threads
@@ -113,37 +100,41 @@ class OnnxRuntimeBackend(Backend):
         # spin-wait after a run steal the cores the next session needs.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3  # errors only: warnings about CPU shape nodes are expected
-        providers: list[Any] = ["CPUExecutionProvider"]
-        if self.device == "cuda":
-            providers = [("CUDAExecutionProvider", self._cuda_options(ort))]
+        providers: list[Any] = [self.row.provider]
+        if self.row.uses_cuda:
+            providers = [(self.row.provider, self._cuda_options(ort))]
         try:
             session = ort.InferenceSession(str(path), options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/RuntimeException types
             raise LeedError(
                 f"{path}: onnxruntime {ort.__version__} cannot load it ({one_line(str(exc))[:300]}); re-run leed-export"
             ) from None
-        if self.device == "cuda" and "CUDAExecutionProvider" not in session.get_providers():
+        if self.row.provider not in session.get_providers():
             raise LeedError(
-                f"{path}: onnxruntime fell back to {session.get_providers()} instead of CUDA "
+                f"{path}: onnxruntime fell back to {session.get_providers()} instead of {self.row.provider} "
                 f"(CUDA or cuDNN libraries not loadable); {GPU_FIX}"
             )
         self._check_names(session, path)
         self.session = session
-        if self.device == "cuda":
+        if self.row.uses_cuda:
             self._allocate()
 
-    def _cuda_options(self, ort: Any) -> dict[str, str]:
-        from leed_runtime.cuda import Stream, cuda_available
+    @classmethod
+    def library_problem(cls, row: BackendRow, module: ModuleType) -> str | None:
+        """onnxruntime without the kind's execution provider (the CPU wheel for onnxruntime-cuda)."""
+        providers = module.get_available_providers()
+        if row.provider in providers:
+            return None
+        return f"onnxruntime {module.__version__} has no {row.provider} (has {', '.join(providers)}); {row.install}"
 
-        if "CUDAExecutionProvider" not in ort.get_available_providers():
-            raise LeedError(
-                f"--backend onnxruntime-cuda: onnxruntime {ort.__version__} has no CUDAExecutionProvider "
-                f"(has {', '.join(ort.get_available_providers())}); {GPU_FIX}"
-            )
-        if not cuda_available():
-            raise LeedError("--backend onnxruntime-cuda: no CUDA GPU here (cuda-python sees none); check `leed-doctor`")
+    def _cuda_options(self, ort: Any) -> dict[str, str]:
+        problem = self.library_problem(self.row, ort)
+        if problem is not None:
+            raise LeedError(f"--backend {self.name}: {problem} (onnxruntime-gpu in place of onnxruntime)")
+        if not cuda.cuda_available():
+            raise LeedError(f"--backend {self.name}: no CUDA GPU here (cuda-python sees none); check `leed-doctor`")
         if self.stream is None:
-            self._own_stream = self.stream = Stream()
+            self._own_stream = self.stream = cuda.Stream()
         return {
             "device_id": "0",
             "user_compute_stream": str(int(self.stream)),
@@ -187,37 +178,29 @@ class OnnxRuntimeBackend(Backend):
             slot.close()
         self._slots.clear()
         self._run_options.clear()
-        self._binding = self.session = None
+        self._binding = self.session = self._ort = None
         if self._own_stream is not None:
             self._own_stream.close()
             self._own_stream = self.stream = None
 
     # -- inference -------------------------------------------------------------------------
     def _infer(self, feeds: dict[str, Any], dims: dict[str, int]) -> dict[str, Any]:
-        if self.device == "cpu":
-            return self._infer_cpu(feeds)
-        return self._infer_cuda(feeds, dims)
+        if self.row.uses_cuda:
+            return self._infer_cuda(feeds, dims)
+        return self._infer_cpu(feeds)
 
     def _infer_cpu(self, feeds: dict[str, Any]) -> dict[str, np.ndarray]:
         arrays = {}
         for name, value in feeds.items():
             if not isinstance(value, np.ndarray):
                 raise LeedError(
-                    f"onnxruntime-cpu: input {name!r} is a {type(value).__name__}; feed numpy arrays on the CPU"
+                    f"{self.name}: input {name!r} is a {type(value).__name__}; feed numpy arrays on the CPU"
                 )
             arrays[name] = np.ascontiguousarray(value)
         names = [t.name for t in self.outputs]
         return dict(zip(names, self.session.run(names, arrays), strict=True))
 
     def _infer_cuda(self, feeds: dict[str, Any], dims: dict[str, int]) -> dict[str, Any]:
-        from leed_runtime.cuda import (
-            DeviceArray,
-            memcpy_dtod_async,
-            memcpy_dtoh_async,
-            memcpy_htod_async,
-        )
-
-        ort = _import_ort()
         batch = max((dims[s.shape[0]] for s in self.inputs if s.shape and isinstance(s.shape[0], str)), default=1)
         if batch > self.max_batch:
             raise LeedError(
@@ -230,19 +213,19 @@ class OnnxRuntimeBackend(Backend):
             value, slot = feeds[spec.name], self._slots[spec.name]
             shape = tuple(int(d) for d in value.shape)
             shapes.append(shape)
-            if isinstance(value, DeviceArray) and not self.cuda_graph:
+            if isinstance(value, cuda.DeviceArray) and not self.cuda_graph:
                 ptr = value.ptr
             else:
                 self._ensure(slot, shape, spec)
-                if isinstance(value, DeviceArray):  # CUDA graphs replay fixed addresses
-                    memcpy_dtod_async(slot.device.ptr, value.ptr, value.nbytes, self.stream)
+                if isinstance(value, cuda.DeviceArray):  # CUDA graphs replay fixed addresses
+                    cuda.memcpy_dtod_async(slot.device.ptr, value.ptr, value.nbytes, self.stream)
                 elif isinstance(value, np.ndarray):
                     staged = slot.pinned.array[: math.prod(shape)].reshape(shape)
                     np.copyto(staged, value)
-                    memcpy_htod_async(slot.device.ptr, staged, self.stream)
+                    cuda.memcpy_htod_async(slot.device.ptr, staged, self.stream)
                 else:
                     raise LeedError(
-                        f"onnxruntime-cuda: input {spec.name!r} is a {type(value).__name__}; feed numpy arrays or DeviceArrays"
+                        f"{self.name}: input {spec.name!r} is a {type(value).__name__}; feed numpy arrays or DeviceArrays"
                     )
                 ptr = slot.device.ptr
             binding.bind_input(spec.name, "cuda", 0, slot.dtype, shape, ptr)
@@ -259,13 +242,13 @@ class OnnxRuntimeBackend(Backend):
         key = tuple(shapes) if self.cuda_graph else ()
         run_options = self._run_options.get(key)
         if run_options is None:  # once per input shape: one captured CUDA graph each
-            run_options = self._run_options[key] = ort.RunOptions()
+            run_options = self._run_options[key] = self._ort.RunOptions()
             if self.cuda_graph:
                 run_options.add_run_config_entry("gpu_graph_id", str(len(self._run_options)))
         try:
             self.session.run_with_iobinding(binding, run_options)
         except Exception as exc:
-            raise LeedError(f"{self.artifact.file}: onnxruntime-cuda run failed: {one_line(str(exc))[:300]}") from None
+            raise LeedError(f"{self.artifact.file}: {self.name} run failed: {one_line(str(exc))[:300]}") from None
         values = binding.get_outputs()  # OrtValues in binding order (= self.outputs)
         out: dict[str, Any] = {}
         for spec, value in zip(self.outputs, values, strict=True):
@@ -273,14 +256,14 @@ class OnnxRuntimeBackend(Backend):
             if shape is None:
                 shape = tuple(int(d) for d in value.shape())
                 self._ensure(slot, shape, spec)
-                memcpy_dtod_async(
+                cuda.memcpy_dtod_async(
                     slot.device.ptr, value.data_ptr(), math.prod(shape) * slot.dtype.itemsize, self.stream
                 )
             if self.outputs_on_device:
-                out[spec.name] = DeviceArray(slot.device, shape, slot.dtype)
+                out[spec.name] = cuda.DeviceArray(slot.device, shape, slot.dtype)
             else:
                 host = slot.pinned.array[: math.prod(shape)].reshape(shape)
-                memcpy_dtoh_async(host, slot.device.ptr, self.stream)
+                cuda.memcpy_dtoh_async(host, slot.device.ptr, self.stream)
                 out[spec.name] = host
         self.stream.synchronize()
         return out
@@ -295,3 +278,34 @@ def _resolve(spec: TensorSpec, dims: dict[str, int]) -> tuple[int, ...] | None:
     """A tensor's shape with symbolic dimensions filled from the inputs; None if one is unknown."""
     shape = [dims.get(d) if isinstance(d, str) else d for d in spec.shape]
     return None if any(d is None for d in shape) else tuple(shape)  # type: ignore[misc]
+
+
+# The rows of the backend table (backends/table.py) this class serves, by `device`.
+ONNXRUNTIME_CUDA = BackendRow(
+    kind="onnxruntime-cuda",
+    title="ONNX Runtime (CUDA)",
+    backend=OnnxRuntimeBackend,
+    params={"device": "cuda"},
+    library="onnxruntime",
+    module="onnxruntime",
+    extra="leed[gpu]",
+    suffix=".onnx",
+    uses_cuda=True,
+    provider="CUDAExecutionProvider",
+    options=frozenset({"threads", "cuda_graph", "prefer_nhwc", "stream", "max_batch", "outputs_on_device", "verify"}),
+)
+ONNXRUNTIME_CPU = BackendRow(
+    kind="onnxruntime-cpu",
+    title="ONNX Runtime (CPU)",
+    backend=OnnxRuntimeBackend,
+    params={"device": "cpu"},
+    library="onnxruntime",
+    module="onnxruntime",
+    extra="leed[runtime]",
+    suffix=".onnx",
+    uses_cuda=False,
+    provider="CPUExecutionProvider",
+    options=frozenset({"threads", "max_batch", "verify"}),
+)
+ROWS = {"cuda": ONNXRUNTIME_CUDA, "cpu": ONNXRUNTIME_CPU}
+GPU_FIX = f"{ONNXRUNTIME_CUDA.install} (onnxruntime-gpu in place of onnxruntime) and check `leed-doctor`"

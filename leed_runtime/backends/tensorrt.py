@@ -10,41 +10,24 @@ the profile's max shape, tensors bound by NAME (`set_input_shape`, `set_tensor_a
 
 from __future__ import annotations
 
-import importlib
 import math
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 
-from leed_runtime.backends.base import Backend
-from leed_runtime.doctor import RTX_CAPABILITIES
-from leed_runtime.errors import LeedError, one_line
-from leed_runtime.manifest import Artifact, read_manifest
-
-# library (manifest engine.library) -> (module, backend kind, pip extra)
-LIBRARIES = {
-    "tensorrt": ("tensorrt", "tensorrt", "pip install 'leed[tensorrt]'"),
-    "tensorrt_rtx": ("tensorrt_rtx_bindings", "tensorrt-rtx", "pip install 'leed[tensorrt-rtx]'"),
-}
+from leed_runtime import cuda
+from leed_runtime.backends.base import Backend, BackendRow
+from leed_runtime.errors import LeedError
+from leed_runtime.manifest import Artifact, Manifest, read_manifest
 
 
-def import_library(library: str) -> Any:
-    """The TensorRT module for `library` ("tensorrt" | "tensorrt_rtx"); missing or broken
-    (PyPI stub wheels) -> LeedError with the pip extra."""
-    if library not in LIBRARIES:
-        raise LeedError(f"engine library {library!r} is unknown; choose one of {', '.join(LIBRARIES)}")
-    module, _, extra = LIBRARIES[library]
-    try:
-        return importlib.import_module(module)
-    except (Exception, SystemExit) as exc:  # stub wheels raise anything, even SystemExit
-        raise LeedError(f"{module} is not importable ({one_line(str(exc))[:160]}); {extra}") from None
-
-
-def rtx_supports(compute_capability: str) -> bool:
-    """Whether TensorRT-RTX runs on a GPU of this compute capability ("8.6"; 12.x all)."""
-    major, minor = (int(p) for p in compute_capability.split(".")[:2])
-    return major == 12 or (major, minor) in RTX_CAPABILITIES
+def _row(library: str) -> BackendRow:
+    """The row of `library` ("tensorrt" | "tensorrt_rtx", the manifest's engine.library)."""
+    if library not in ROWS:
+        raise LeedError(f"engine library {library!r} is unknown; choose one of {', '.join(ROWS)}")
+    return ROWS[library]
 
 
 def rebuild_command(folder: Path | str, artifact: Artifact, library: str, run_dir: str | None = None) -> str:
@@ -54,7 +37,7 @@ def rebuild_command(folder: Path | str, artifact: Artifact, library: str, run_di
         f" --batch {profile['min']}:{profile['opt']}:{profile['max']}" if {"min", "opt", "max"} <= set(profile) else ""
     )
     fp16 = " --fp16" if artifact.precision == "fp16" else ""
-    return f"leed-export {run_dir or 'RUN_DIR'} --out {folder} --engine {LIBRARIES[library][1]}{fp16}{batch}"
+    return f"leed-export {run_dir or 'RUN_DIR'} --out {folder} --engine {_row(library).kind}{fp16}{batch}"
 
 
 def engine_problem(
@@ -63,8 +46,9 @@ def engine_problem(
     """Why this engine cannot run with `library` `installed_version` on a GPU of
     `compute_capability` (None: no GPU here, so only the library and version are checked),
     with the fix; None when it can."""
+    row = _row(library)
     engine = artifact.engine
-    if artifact.format != "plan" or engine is None:
+    if artifact.format != row.format or engine is None:
         return f"{artifact.file} is not a TensorRT engine (format {artifact.format}); re-run leed-export --engine ..."
     if engine.library != library:
         return f"{artifact.file} was built with {engine.library}, not {library}; rebuild it: {rebuild}"
@@ -75,11 +59,10 @@ def engine_problem(
         )
     if compute_capability is None:
         return None
-    if library == "tensorrt_rtx" and not rtx_supports(compute_capability):
-        targets = ", ".join(f"{a}.{b}" for a, b in RTX_CAPABILITIES)
+    if not row.runs_on(compute_capability):
         return (
-            f"TensorRT-RTX does not run on this GPU (compute capability {compute_capability}; it targets "
-            f"{targets}, 12.x); use --backend tensorrt or onnxruntime-cuda"
+            f"{row.title} does not run on this GPU (compute capability {compute_capability}; it targets "
+            f"{', '.join(row.compute_capabilities)}); choose another --backend (`leed-doctor` lists those that run here)"
         )
     if engine.compute_capability is not None and engine.compute_capability != compute_capability:
         return (
@@ -104,10 +87,9 @@ class TensorRTBackend(Backend):
         run_dir: str | None = None,
     ) -> None:
         super().__init__(folder, artifact, artifact_name)
-        if library not in LIBRARIES:
-            raise LeedError(f"engine library {library!r} is unknown; choose one of {', '.join(LIBRARIES)}")
+        self.row = _row(library)
         self.library = library
-        self.name = LIBRARIES[library][1]
+        self.name = self.row.kind
         self.stream = stream
         self.outputs_on_device = outputs_on_device
         self.verify = verify
@@ -123,6 +105,20 @@ class TensorRTBackend(Backend):
         self._addresses: dict[str, int] = {}  # last address bound per tensor
 
     # -- activation ------------------------------------------------------------------------
+    @classmethod
+    def artifact_problem(
+        cls,
+        row: BackendRow,
+        folder: Path,
+        manifest: Manifest,
+        artifact_name: str,
+        module: ModuleType,
+        compute_capability: str | None,
+    ) -> str | None:
+        artifact = manifest.artifacts[artifact_name]
+        rebuild = rebuild_command(folder, artifact, row.library, manifest.source.get("run_dir"))
+        return engine_problem(artifact, row.library, row.version(module), compute_capability, rebuild)
+
     def check_compatible(self, installed_version: str, compute_capability: str) -> None:
         """Refuse an engine built for another library, version or GPU (with the rebuild line)."""
         problem = engine_problem(self.artifact, self.library, installed_version, compute_capability, self._rebuild())
@@ -139,13 +135,11 @@ class TensorRTBackend(Backend):
         return rebuild_command(self.folder, self.artifact, self.library, run_dir)
 
     def _activate(self) -> None:
-        from leed_runtime.cuda import Stream, cuda_available, device_info
-
         path = self.check_file(self.verify)
-        trt = import_library(self.library)
-        if not cuda_available():
+        trt = self.row.load()
+        if not cuda.cuda_available():
             raise LeedError(f"--backend {self.name}: no CUDA GPU here (cuda-python sees none); check `leed-doctor`")
-        self.check_compatible(str(trt.__version__), device_info()[0]["compute_capability"])
+        self.check_compatible(self.row.version(trt), cuda.cuda_info().gpus[0].compute_capability)
         self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         self._engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
         if self._engine is None:
@@ -157,7 +151,7 @@ class TensorRTBackend(Backend):
         if self._context is None:
             raise LeedError(f"{path}: no execution context (GPU memory exhausted?); check `nvidia-smi`")
         if self.stream is None:
-            self._own_stream = self.stream = Stream()
+            self._own_stream = self.stream = cuda.Stream()
         self._check_io(trt, path)
         self._allocate(trt)
 
@@ -184,8 +178,6 @@ class TensorRTBackend(Backend):
 
     def _allocate(self, trt: Any) -> None:
         """Device + pinned buffers for every tensor at the profile's max shape, bound by name."""
-        from leed_runtime.cuda import DeviceBuffer, PinnedBuffer
-
         engine, context = self._engine, self._context
         for spec in self.inputs:
             shape = tuple(engine.get_tensor_shape(spec.name))
@@ -204,8 +196,8 @@ class TensorRTBackend(Backend):
             self._max_shapes[spec.name] = shape
         for spec in [*self.inputs, *self.outputs]:
             shape = self._max_shapes[spec.name]
-            device = DeviceBuffer(math.prod(shape) * np.dtype(spec.dtype).itemsize)
-            self._buffers[spec.name] = (device, PinnedBuffer(shape, spec.dtype))
+            device = cuda.DeviceBuffer(math.prod(shape) * np.dtype(spec.dtype).itemsize)
+            self._buffers[spec.name] = (device, cuda.PinnedBuffer(shape, spec.dtype))
             self._bind(spec.name, device.ptr)
 
     def _bind(self, name: str, ptr: int) -> None:
@@ -230,8 +222,6 @@ class TensorRTBackend(Backend):
 
     # -- inference -------------------------------------------------------------------------
     def _infer(self, feeds: dict[str, Any], dims: dict[str, int]) -> dict[str, Any]:
-        from leed_runtime.cuda import DeviceArray, memcpy_dtoh_async, memcpy_htod_async
-
         context = self._context
         for spec in self.inputs:
             value, (device, pinned) = feeds[spec.name], self._buffers[spec.name]
@@ -242,12 +232,12 @@ class TensorRTBackend(Backend):
                     f"{self.artifact.file}: input {spec.name!r} {shape} is outside the engine profile {low}..{high}; "
                     f"rebuild with a larger --batch: {self._rebuild()}"
                 )
-            if isinstance(value, DeviceArray):
+            if isinstance(value, cuda.DeviceArray):
                 self._bind(spec.name, value.ptr)
             elif isinstance(value, np.ndarray):
                 staged = pinned.view(shape)
                 np.copyto(staged, value)
-                memcpy_htod_async(device.ptr, staged, self.stream)
+                cuda.memcpy_htod_async(device.ptr, staged, self.stream)
                 self._bind(spec.name, device.ptr)
             else:
                 raise LeedError(
@@ -264,10 +254,44 @@ class TensorRTBackend(Backend):
             device, pinned = self._buffers[spec.name]
             shape = tuple(int(d) for d in context.get_tensor_shape(spec.name))
             if self.outputs_on_device:
-                out[spec.name] = DeviceArray(device, shape, spec.dtype)
+                out[spec.name] = cuda.DeviceArray(device, shape, spec.dtype)
             else:
                 host = pinned.view(shape)
-                memcpy_dtoh_async(host, device.ptr, self.stream)
+                cuda.memcpy_dtoh_async(host, device.ptr, self.stream)
                 out[spec.name] = host
         self.stream.synchronize()
         return out
+
+
+# The rows of the backend table (backends/table.py) this class serves, by `library`.
+_ENGINE_OPTIONS = frozenset({"stream", "outputs_on_device", "verify", "run_dir"})
+TENSORRT = BackendRow(
+    kind="tensorrt",
+    title="TensorRT",
+    backend=TensorRTBackend,
+    params={"library": "tensorrt"},
+    library="tensorrt",
+    module="tensorrt",
+    extra="leed[tensorrt]",
+    suffix=".plan",
+    uses_cuda=True,
+    options=_ENGINE_OPTIONS,
+    engine_tag="trt",
+    timing_cache=True,
+)
+TENSORRT_RTX = BackendRow(
+    kind="tensorrt-rtx",
+    title="TensorRT-RTX",
+    backend=TensorRTBackend,
+    params={"library": "tensorrt_rtx"},
+    library="tensorrt_rtx",
+    module="tensorrt_rtx_bindings",
+    extra="leed[tensorrt-rtx]",
+    suffix=".plan",
+    uses_cuda=True,
+    options=_ENGINE_OPTIONS,
+    engine_tag="rtx",
+    # 7.5 (Turing) only for engines built for it: 1.7's default targets are 8.0 8.6 8.9 12.0 12.1 (NOTES.md)
+    compute_capabilities=("7.5", "8.0", "8.6", "8.9", "12.x"),
+)
+ROWS = {row.library: row for row in (TENSORRT, TENSORRT_RTX)}

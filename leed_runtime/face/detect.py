@@ -20,7 +20,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from leed_runtime.backends.base import Backend, open_backend
+from leed_runtime.backends.base import Backend
+from leed_runtime.backends.table import open_backend
 from leed_runtime.errors import LeedError
 from leed_runtime.image import to_rgb
 from leed_runtime.manifest import Manifest

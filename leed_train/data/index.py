@@ -23,9 +23,8 @@ from leed_runtime.errors import LeedError
 from leed_runtime.face.align import LANDMARK_COLUMNS
 from leed_train.data import cfeed, facestw, folder, rafd
 from leed_train.data.landmarks import detect_missing_landmarks
-from leed_train.data.names import IMAGE_SUFFIXES, Sample
+from leed_train.data.names import FORMATS, IMAGE_SUFFIXES, Sample
 
-FORMATS = ("auto", "rafd", "faces-tw", "cfeed", "folder")
 LANDMARKS_FILE = "landmarks.csv"
 SPLIT_VERSION = 1
 

@@ -20,6 +20,7 @@ ANGLES = ("000", "045", "090", "135", "180")
 ETHNICITIES = ("Caucasian", "Moroccan", "Kid")
 GENDERS = ("female", "male")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+FORMATS = ("auto", "rafd", "faces-tw", "cfeed", "folder")  # dataset layouts `leed-train` reads
 
 
 @dataclass(eq=False)

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
-from leed_runtime.backends.base import open_backend
+from leed_runtime.backends.table import open_backend
 from leed_runtime.manifest import read_manifest, verify
 
 

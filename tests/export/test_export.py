@@ -17,9 +17,10 @@ import leed_export.export as export_module
 from leed_export.cli import main
 from leed_export.graphs import GRAPHS, SPECS
 from leed_export.parity import FP16, FP32, Tolerance
-from leed_runtime.backends.base import open_backend
+from leed_runtime.backends.table import open_backend
 from leed_runtime.face.align import template
 from leed_runtime.manifest import read_manifest, sha256_file
+from leed_train.model import Leed
 
 HAS_RTX = importlib.util.find_spec("tensorrt_rtx_bindings") is not None
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None
@@ -158,12 +159,10 @@ def test_residual_edit_puts_back_the_detail_the_decoder_loses(tiny_run: Path, tm
 
 
 def test_residual_gate_keeps_detail_where_the_decoder_changes_nothing() -> None:
-    """edit_chain's semantics on stand-ins: G, E identity, I(c, d) = c + d, D a 3x3 blur. Where
+    """Leed.edit's residual semantics on stand-ins: G, E identity, I(c, d) = c + d, D a 3x3 blur. Where
     dexp is 0 the residual edit returns the sharp face itself; where dexp changes the face by more
     than the gate it returns the decoder's (blurred) edit; `gate` 0 never fades the detail."""
     import torch
-
-    from leed_export.graphs import edit_chain
 
     class Blur(torch.nn.Module):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -174,12 +173,13 @@ def test_residual_gate_keeps_detail_where_the_decoder_changes_nothing() -> None:
             return c + d
 
     same, D, I = torch.nn.Identity(), Blur(), Add()
+    leed = Leed(same, same, None, I, D)
     face = torch.rand(1, 3, 64, 64) * 2 - 1
     dexp = torch.zeros_like(face)
     dexp[..., :, 32:] = 0.5  # right half changes by 0.5 >> gate
-    plain = edit_chain(same, same, I, D, face, dexp, residual=False)
-    gated = edit_chain(same, same, I, D, face, dexp, residual=True, gate=0.1)
-    ungated = edit_chain(same, same, I, D, face, dexp, residual=True, gate=0.0)
+    plain = leed.edit(face, dexp, residual=False)
+    gated = leed.edit(face, dexp, residual=True, gate=0.1)
+    ungated = leed.edit(face, dexp, residual=True, gate=0.0)
     left, right = (..., slice(4, 60), slice(4, 24)), (..., slice(4, 60), slice(42, 60))
     torch.testing.assert_close(gated[left], face[left])  # no change there: the sharp input
     torch.testing.assert_close(gated[right], plain[right])  # big change: the decoder's edit

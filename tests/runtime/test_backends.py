@@ -13,11 +13,13 @@ import pytest
 
 from leed_runtime import cuda
 from leed_runtime.backends import select
-from leed_runtime.backends.base import open_backend
 from leed_runtime.backends.select import artifact_for_backend, choose_backend, engine_artifact_name
-from leed_runtime.backends.tensorrt import TensorRTBackend, engine_problem, rebuild_command, rtx_supports
+from leed_runtime.backends.table import open_backend
+from leed_runtime.backends.tensorrt import TENSORRT_RTX, TensorRTBackend, engine_problem, rebuild_command
 from leed_runtime.errors import LeedError
 from leed_runtime.manifest import EngineInfo, Manifest, TensorSpec, artifact_for, read_manifest
+
+rtx_supports = TENSORRT_RTX.runs_on
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
@@ -254,7 +256,7 @@ def test_auto_explains_skipped_engines(export: tuple[Path, Manifest], monkeypatc
     rtx = pytest.importorskip("tensorrt_rtx_bindings")
     folder, manifest = export
     monkeypatch.setattr(cuda, "cuda_available", lambda: True)
-    monkeypatch.setattr(cuda, "device_info", lambda: [{"name": "RTX 4090", "compute_capability": "8.9"}])
+    monkeypatch.setattr(cuda, "cuda_info", lambda: cuda.CudaInfo((cuda.Gpu("RTX 4090", "8.9"),)))
     monkeypatch.setitem(sys.modules, "tensorrt", None)  # not installed
     manifest.artifacts["edit.fp16.rtx"] = _engine(folder, "edit.fp16", "tensorrt_rtx", "0.9")
     kind, reason = choose_backend("auto", folder, manifest, "edit")
@@ -265,7 +267,7 @@ def test_auto_explains_skipped_engines(export: tuple[Path, Manifest], monkeypatc
     assert "onnxruntime-cuda not used: onnxruntime" in reason and "pip install 'leed[gpu]'" in reason
     manifest.artifacts["edit.fp16.rtx"] = _engine(folder, "edit.fp16", "tensorrt_rtx", rtx.__version__)
     assert choose_backend("auto", folder, manifest, "edit")[0] == "tensorrt-rtx"
-    monkeypatch.setattr(cuda, "device_info", lambda: [{"name": "H100", "compute_capability": "9.0"}])
+    monkeypatch.setattr(cuda, "cuda_info", lambda: cuda.CudaInfo((cuda.Gpu("H100", "9.0"),)))
     with pytest.raises(LeedError, match="TensorRT-RTX does not run on this GPU .compute capability 9.0"):
         choose_backend("tensorrt-rtx", folder, manifest, "edit")
 
@@ -314,7 +316,7 @@ def test_tensorrt_refusals_on_activate(tmp_path: Path, monkeypatch: pytest.Monke
         with pytest.raises(LeedError, match="--backend tensorrt-rtx: no CUDA GPU here"):
             backend.activate()
     monkeypatch.setattr(cuda, "cuda_available", lambda: True)
-    monkeypatch.setattr(cuda, "device_info", lambda: [{"name": "RTX 4090", "compute_capability": "8.9"}])
+    monkeypatch.setattr(cuda, "cuda_info", lambda: cuda.CudaInfo((cuda.Gpu("RTX 4090", "8.9"),)))
     with pytest.raises(LeedError) as err:
         backend.activate()
     assert f"built with tensorrt_rtx 1.0.0, this is {rtx.__version__}" in str(err.value)
@@ -322,7 +324,7 @@ def test_tensorrt_refusals_on_activate(tmp_path: Path, monkeypatch: pytest.Monke
     art = _plan(tmp_path, "tensorrt_rtx", rtx.__version__)
     with pytest.raises(LeedError, match="built with tensorrt_rtx, not tensorrt"):
         TensorRTBackend(tmp_path, art, "edit.fp16.rtx", library="tensorrt").check_compatible("10.12.0.36", "8.9")
-    monkeypatch.setattr(cuda, "device_info", lambda: [{"name": "H100", "compute_capability": "9.0"}])
+    monkeypatch.setattr(cuda, "cuda_info", lambda: cuda.CudaInfo((cuda.Gpu("H100", "9.0"),)))
     with pytest.raises(LeedError, match="compute capability 9.0"):
         TensorRTBackend(tmp_path, art, "edit.fp16.rtx", library="tensorrt_rtx").activate()
     assert not backend.active
@@ -599,7 +601,7 @@ def test_onnxruntime_cuda_device_arrays(export: tuple[Path, Manifest]) -> None:
 def test_cuda_buffers_round_trip() -> None:
     if not cuda.cuda_available():
         pytest.skip("no CUDA GPU")
-    assert cuda.device_info()[0]["compute_capability"].count(".") == 1
+    assert cuda.cuda_info().gpus[0].compute_capability.count(".") == 1
     with cuda.Stream() as stream:
         pinned = cuda.PinnedBuffer((2, 3), np.float32)
         pinned.array[:] = np.arange(6, dtype=np.float32).reshape(2, 3)

@@ -10,6 +10,7 @@ import textwrap
 from click.testing import CliRunner
 
 from leed_runtime.cli import doctor_main
+from leed_runtime.cuda import Gpu
 from leed_runtime.doctor import _commands, collect, render
 
 LIBRARIES = ("python", "numpy", "opencv", "torch", "onnxruntime", "onnx", "tensorrt", "tensorrt_rtx", "cuda-python")
@@ -51,12 +52,12 @@ def test_render_ascii_markers() -> None:
 def test_tensorrt_rtx_refuses_unsupported_gpu() -> None:
     libs = {name: {"present": True, "version": "1", "detail": ""} for name in collect()["libraries"]}
     libs["onnxruntime"]["detail"] = "providers: CUDAExecutionProvider, CPUExecutionProvider"
-    h100 = [{"name": "NVIDIA H100", "capability": [9, 0]}]
+    h100 = [Gpu("NVIDIA H100", "9.0")]
     cmds = _commands(libs, h100, "cuda-python")
     assert cmds["leed-run tensorrt"]["ok"] and cmds["leed-run onnxruntime-cuda"]["ok"]
     assert not cmds["leed-run tensorrt-rtx"]["ok"]
     assert "sm 9.0" in cmds["leed-run tensorrt-rtx"]["detail"]
-    assert _commands(libs, [{"name": "RTX 4090", "capability": [8, 9]}], "cuda-python")["leed-run tensorrt-rtx"]["ok"]
+    assert _commands(libs, [Gpu("RTX 4090", "8.9")], "cuda-python")["leed-run tensorrt-rtx"]["ok"]
 
 
 BLOCKED = textwrap.dedent(
