@@ -21,13 +21,27 @@ import numpy as np
 import torch
 
 from leed_export import __version__, fp16, onnx_export, trt_build
-from leed_export.graphs import GRAPHS, OPENCV_GRAPHS, SPECS, build_graphs, build_opencv_graphs, real_feeds, tensor_shape
+from leed_export.detector import export_detector
+from leed_export.graphs import (
+    GRAPHS,
+    OPENCV_GRAPHS,
+    SPECS,
+    build_graphs,
+    build_opencv_graphs,
+    calibrate_fit,
+    real_feeds,
+    tensor_shape,
+)
 from leed_export.parity import FP16, FP32, Comparison, Tolerance, compare
 from leed_runtime.backends.select import engine_artifact_name
 from leed_runtime.backends.table import open_backend
 from leed_runtime.errors import LeedError
 from leed_runtime.face.align import template
 from leed_runtime.manifest import Artifact, EngineInfo, Manifest, TensorSpec, artifact_for, verify
+from leed_runtime.pipeline import FIT_FULL, FIT_NONE
+from leed_train.data.cache import CropCache
+from leed_train.data.datasets import to_tensor
+from leed_train.data.index import load_split
 from leed_train.model import Leed
 from leed_train.trained import TrainedRun, load_trained
 
@@ -119,6 +133,11 @@ def run_export(cfg: ExportConfig) -> Path:
         if cfg.residual_edit:
             manifest.source["residual_gate"] = cfg.residual_gate
         graphs = build_graphs(run, cfg.residual_edit, cfg.residual_gate)
+        manifest.source["fit"] = {
+            **calibrate_fit(graphs["fit"], _training_crops(run, cfg)),
+            "full_edit_below": FIT_FULL,
+            "no_edit_above": FIT_NONE,
+        }
         feeds = real_feeds(run, faces, references, alpha)
         with torch.no_grad():
             expected = {name: graphs[name](*feeds[name].values()).numpy() for name in GRAPHS}
@@ -168,10 +187,8 @@ def run_export(cfg: ExportConfig) -> Path:
                 _report(art, rows[-1][2], comp, "norms + output layer kept FP32")
             manifest.source["chain_parity"]["fp16"] = _chain_gate(tmp, manifest, run, faces, references, ".fp16", FP16)
 
-        # The MTCNN face detector (leed_export/detector.py, written alongside this module):
-        # exported into every folder so the runtime needs nothing else.
-        from leed_export.detector import export_detector
-
+        # The MTCNN face detector (leed_export/detector.py): exported into every folder so the
+        # runtime needs nothing else.
         t0 = time.perf_counter()
         for name, art in export_detector(tmp, opset=cfg.opset or onnx_export.MIN_OPSET).items():
             manifest.artifacts[name] = art
@@ -200,10 +217,6 @@ def run_export(cfg: ExportConfig) -> Path:
 def _real_crops(run: TrainedRun, cfg: ExportConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """`cfg.samples` face crops and as many reference crops from the run's own split
     (held-out subjects first), as float32 NCHW in [-1, 1]."""
-    from leed_train.data.cache import CropCache
-    from leed_train.data.datasets import to_tensor
-    from leed_train.data.index import load_split
-
     data = Path(cfg.data or run.cfg.data_dir)
     if not data.is_dir():
         raise LeedError(
@@ -218,6 +231,16 @@ def _real_crops(run: TrainedRun, cfg: ExportConfig) -> tuple[torch.Tensor, torch
     crops = CropCache(size=run.cfg.net.image_size).load_crops(chosen, progress=False)
     images = torch.stack([to_tensor(c) for c in crops])
     return images[0::2].contiguous(), images[1::2].contiguous()
+
+
+def _training_crops(run: TrainedRun, cfg: ExportConfig, n: int = 512) -> torch.Tensor:
+    """Up to `n` of the run's training crops (evenly spread), float32 NCHW in [-1, 1]: what the
+    domain guard calls a face the model knows."""
+    data = Path(cfg.data or run.cfg.data_dir)
+    train, _ = load_split(run.run_dir / "split.json", data)
+    picks = np.unique(np.linspace(0, len(train) - 1, min(n, len(train))).round().astype(int))
+    crops = CropCache(size=run.cfg.net.image_size).load_crops([train[i] for i in picks], progress=False)
+    return torch.stack([to_tensor(c) for c in crops])
 
 
 def _heldout_subjects(split: Path) -> list[str]:

@@ -10,6 +10,7 @@ contract with the runtime:
     extractor    code, neutral_code -> dexp  interpolator neutral_code, dexp -> code
     decoder      code -> image               reference    reference -> dexp
     edit         face, dexp, alpha -> edited (alpha: (batch,) float32)
+    fit          face -> fit (batch,): how well the model knows this face (the domain guard)
 
 Images are RGB, NCHW, float32 in [-1, 1]; codes are C x 8 x 8. Axis 0 is the dynamic batch.
 """
@@ -21,10 +22,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from leed_runtime.face.paste import feather_mask
 from leed_train.model import Leed
 from leed_train.trained import TrainedRun
 
-GRAPHS = ("neutralizer", "encoder", "extractor", "interpolator", "decoder", "reference", "edit")
+GRAPHS = ("neutralizer", "encoder", "extractor", "interpolator", "decoder", "reference", "edit", "fit")
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ SPECS = {
     "decoder": GraphSpec("decoder", (("code", "code"),), (("image", "image"),)),
     "reference": GraphSpec("reference", (("reference", "image"),), (("dexp", "code"),)),
     "edit": GraphSpec("edit", (("face", "image"), ("dexp", "code"), ("alpha", "alpha")), (("edited", "image"),)),
+    "fit": GraphSpec("fit", (("face", "image"),), (("fit", "alpha"),)),
     # `--opencv`: batch 1, label planes constant, alpha folded into dexp by the host (OpenCV 4.6's
     # importer fails on the label Expand and on the per-sample alpha Mul of the graphs above)
     "reference.opencv": GraphSpec("reference.opencv", (("reference", "image"),), (("dexp", "code"),)),
@@ -148,6 +151,39 @@ class ScaledEditGraph(EditGraph):
         return self.edit(face, dexp, residual=self.residual, gate=self.gate)
 
 
+class FitGraph(nn.Module):
+    """fit: face -> fit (batch,), the domain guard (not in the paper). The neutral face's
+    reconstruction error, mean |D(E(G(face))) - G(face)| over the face (the paste mask), divided
+    by `scale`: that error's 99th percentile on the run's own training faces, measured at export
+    (`calibrate_fit`). So 1 means "as badly reconstructed as the worst 1% of what the model was
+    trained on"; a cartoon, a profile, a tiny or blurred face scores far higher, and the runtime
+    fades the edit out between 1 and 1.5 instead of smearing that face."""
+
+    def __init__(self, leed: Leed, size: int, scale: float = 1.0) -> None:
+        super().__init__()
+        self.G, self.E, self.D = leed.G, leed.E, leed.D
+        mask = torch.from_numpy(feather_mask(size))
+        self.register_buffer("mask", mask / mask.sum(), persistent=False)
+        self.register_buffer("scale", torch.tensor(float(scale)), persistent=False)
+
+    def error(self, face: Tensor) -> Tensor:
+        neutral = self.G(face)
+        return ((self.D(self.E(neutral)) - neutral).abs().mean(1) * self.mask).sum((1, 2))
+
+    def forward(self, face: Tensor) -> Tensor:
+        return self.error(face) / self.scale
+
+
+@torch.no_grad()
+def calibrate_fit(graph: FitGraph, faces: Tensor, batch: int = 64) -> dict[str, float]:
+    """Set `graph.scale` to the 99th percentile of the reconstruction error over `faces` (the
+    run's training crops); returns the percentiles for the manifest."""
+    errors = torch.cat([graph.error(faces[i : i + batch]) for i in range(0, len(faces), batch)]).double()
+    q = {f"q{p}": float(torch.quantile(errors, p / 100)) for p in (50, 90, 99)}
+    graph.scale.fill_(max(q["q99"], 1e-6))
+    return {"scale": q["q99"], **q, "faces": len(faces)}
+
+
 class ConstantPlanesNeutralizer(nn.Module):
     """The neutralizer with its "neutral" label planes stored as one (1, c_dim, H, W) constant
     concatenated to the image: no Expand for OpenCV's importer; batch 1 only."""
@@ -183,6 +219,7 @@ def build_graphs(run: TrainedRun, residual: bool = False, gate: float = 0.0) -> 
         "decoder": DecoderGraph(leed),
         "reference": ReferenceGraph(leed),
         "edit": EditGraph(leed, residual, gate),
+        "fit": FitGraph(leed, run.cfg.net.image_size),
     }
     return {name: m.eval() for name, m in modules.items()}
 
@@ -204,4 +241,5 @@ def real_feeds(run: TrainedRun, faces: Tensor, references: Tensor, alpha: Tensor
         "decoder": {"code": leed.I(face_neutral_code, scaled)},
         "reference": {"reference": references},
         "edit": {"face": faces, "dexp": dexp, "alpha": alpha},
+        "fit": {"face": faces},
     }

@@ -31,6 +31,10 @@ from leed_runtime.image import to_rgb
 from leed_runtime.manifest import read_manifest
 
 STAGES = ("decode", "detect", "align", "edit", "paste", "encode")
+# The domain guard (exports with a `fit` graph): a face whose fit is at most FIT_FULL (as well
+# reconstructed as 99% of the model's training faces) is edited fully; from there the edit fades
+# out, and at FIT_NONE or more the face is passed through untouched instead of being smeared.
+FIT_FULL, FIT_NONE = 1.0, 1.5
 
 
 class Timings:
@@ -87,8 +91,14 @@ class Editor:
         self.detector = MTCNNDetector(self.folder, self.manifest, backend=self.kind, backend_options=options)
         self._reference = open_backend(self.kind, self.folder, self.manifest, self._graph("reference"), **options)
         self._edit = open_backend(self.kind, self.folder, self.manifest, self._graph("edit"), **options)
-        self._reference.activate()
-        self._edit.activate()
+        self._fit = (
+            open_backend(self.kind, self.folder, self.manifest, self._graph("fit"), **options)
+            if "fit" in self.manifest.artifacts
+            else None
+        )
+        for backend in (self._reference, self._edit, self._fit):
+            if backend is not None:
+                backend.activate()
         self.size = int(self.manifest.image["size"])
         self.mask = feather_mask(self.size)
         self.alpha = float(alpha)
@@ -96,6 +106,9 @@ class Editor:
         self.smoother = LandmarkSmoother(fps) if smooth else None
         self.detect_every = max(1, int(detect_every))
         self._faces: list = []  # the last frame's faces, tracked between full detections
+        self._detected = False  # whether the last `_find_faces` ran a full detection
+        self._weights: np.ndarray = np.ones(0, np.float32)  # domain-guard edit weight per face
+        self.faces_faded = self.faces_passed = 0  # faces the guard edited less / not at all
         self.dexp: np.ndarray | None = None
         self.timings = Timings()
         self.frames = self.faces = self.frames_without_face = 0
@@ -153,11 +166,31 @@ class Editor:
                 }
             )
             edited = _to_uint8(self._finite(out["edited"], self._edit, f"frame {self.frames}"))
+            weights = self._guard(np.stack(crops))
+            edited = [
+                e if w >= 1 else (w * e + (1 - w) * c).round().astype(np.uint8)
+                for e, c, w in zip(edited, crops, weights, strict=True)
+            ]
         with self.timings("paste"):
-            for crop, m in zip(edited, mats, strict=True):
-                paste_back(frame, crop, m, self.mask)
+            for crop, m, w in zip(edited, mats, weights, strict=True):
+                if w > 0:  # a face outside the model's domain stays exactly as it was
+                    paste_back(frame, crop, m, self.mask)
         self.faces += n
         return frame
+
+    def _guard(self, crops: np.ndarray) -> np.ndarray:
+        """Edit weight per face in [0, 1] from the `fit` graph (1 without one). Measured when
+        faces were detected afresh and kept while they are tracked: a face's domain does not
+        change between two detections, and the guard then costs one G+E+D pass per detection."""
+        n = len(crops)
+        if self._fit is None:
+            return np.ones(n, np.float32)
+        if self._detected or len(self._weights) != n:
+            fit = self._finite(np.array(self._fit.infer({"face": _to_input(crops)})["fit"]), self._fit, "fit")
+            self._weights = np.clip((FIT_NONE - fit.reshape(n)) / (FIT_NONE - FIT_FULL), 0.0, 1.0).astype(np.float32)
+        self.faces_faded += int(((self._weights > 0) & (self._weights < 1)).sum())
+        self.faces_passed += int((self._weights == 0).sum())
+        return self._weights
 
     def _finite(self, values: np.ndarray, backend: Any, what: str) -> np.ndarray:
         """`values` if all finite; else a LeedError (never a garbage frame)."""
@@ -173,13 +206,16 @@ class Editor:
         in between, O-net alone follows the last frame's faces."""
         tracked = []
         if self._faces and (self.frames - 1) % self.detect_every:
-            tracked = self.detector.track(frame, self._faces)
-        faces = tracked if self._faces and len(tracked) == len(self._faces) else self.detector.detect(frame)
+            tracked = _same_order(self.detector.track(frame, self._faces), self._faces)
+        self._detected = not (self._faces and len(tracked) == len(self._faces))
+        faces = self.detector.detect(frame) if self._detected else tracked
         self._faces = faces[: self.max_faces]
         return self._faces
 
     def close(self) -> None:
-        for b in (self._reference, self._edit):
+        for b in (self._reference, self._edit, self._fit):
+            if b is None:
+                continue
             b.deactivate()
         self.detector.close()
 
@@ -188,6 +224,21 @@ class Editor:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _same_order(faces: list, previous: list) -> list:
+    """`faces` reordered so each takes the place of the previous face nearest to it (tracking
+    keeps per-face state, such as the guard's weight, with its face)."""
+    if len(faces) != len(previous):
+        return faces
+    centre = [np.array([(f.box[0] + f.box[2]) / 2, (f.box[1] + f.box[3]) / 2]) for f in faces]
+    out, free = [], list(range(len(faces)))
+    for p in previous:
+        c = np.array([(p.box[0] + p.box[2]) / 2, (p.box[1] + p.box[3]) / 2])
+        k = min(free, key=lambda i: float(np.linalg.norm(centre[i] - c)))
+        out.append(faces[k])
+        free.remove(k)
+    return out
 
 
 def blend_codes(codes: list[np.ndarray], weights: list[float] | None = None) -> np.ndarray:

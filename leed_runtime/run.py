@@ -222,6 +222,8 @@ def _summary(cfg: RunConfig, editor, seconds: float) -> dict:  # noqa: ANN001
         "frames": editor.frames,
         "faces_edited": editor.faces,
         "frames_without_face": editor.frames_without_face,
+        "faces_faded": editor.faces_faded,
+        "faces_passed_through": editor.faces_passed,
         "seconds": seconds,
         "fps": editor.frames / seconds if seconds > 0 else 0.0,
         "ms_per_stage": editor.timings.summary(),
@@ -235,6 +237,13 @@ def _format_summary(s: dict) -> str:
         f"{s['seconds']:.1f} s ({s['fps']:.1f} fps end to end) on {s['backend']}",
         f"  {'stage':<8}{'mean ms':>9}{'p50':>8}{'p99':>8}",
     ]
+    if s.get("faces_faded") or s.get("faces_passed_through"):
+        lines.insert(
+            1,
+            f"  outside the model's domain (its fit check): {s['faces_passed_through']} face(s) passed through "
+            f"unedited, {s['faces_faded']} edited less; the model was not trained on faces like these "
+            "(profile, cartoon, tiny or blurred)",
+        )
     for stage, v in s["ms_per_stage"].items():
         lines.append(f"  {stage:<8}{v['mean']:>9.2f}{v['p50']:>8.2f}{v['p99']:>8.2f}")
     if s["output"]:
