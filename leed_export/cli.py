@@ -1,4 +1,4 @@
-"""Command line of `leed-export` (`leed-eval` is in evaluate_cli.py)."""
+"""Command line of `leed-export` (`leed-eval` is in evaluate/cli.py, `leed-bench` in bench/cli.py)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from leed_export.export import ExportConfig, check_export, run_export
 from leed_runtime.backends.table import engine_kinds
 from leed_runtime.errors import LeedError, handle_errors
 
@@ -52,12 +53,8 @@ def main(run_dir: str | None, check_dir: str | None, **opts: object) -> None:
             raise LeedError(
                 f"--check {check_dir} takes no RUN_DIR ({run_dir}); run the check and the export separately"
             )
-        from leed_export.export import check_export
-
         check_export(Path(check_dir))
         return
     if run_dir is None:
         raise LeedError("RUN_DIR is missing: leed-export RUN_DIR --out EXPORT_DIR (or leed-export --check EXPORT_DIR)")
-    from leed_export.export import ExportConfig, run_export
-
     run_export(ExportConfig(run_dir=run_dir, **opts))  # type: ignore[arg-type]

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from leed_export.onnx_export import quiet_exporter
 from leed_runtime.errors import LeedError
 from leed_runtime.manifest import Artifact, TensorSpec, artifact_for
 from leed_train.mtcnn import NETS, OUTPUTS, WEIGHTS, load_mtcnn
@@ -64,8 +65,6 @@ def _export_one(module: nn.Module, name: str, path: Path, opset: int) -> None:
     dims = {0: batch}
     if name == "pnet":
         dims |= {2: torch.export.Dim("height", min=12, max=8192), 3: torch.export.Dim("width", min=12, max=8192)}
-    from leed_export.onnx_export import quiet_exporter
-
     with quiet_exporter():
         program = torch.onnx.export(
             module,

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from leed_runtime.backends.select import artifact_for_backend, choose_backend
-from leed_runtime.backends.table import backend_row, open_backend
+from leed_runtime.backends.table import backend_kinds, backend_row, open_backend
 from leed_runtime.cuda import Stream
 from leed_runtime.errors import LeedError
 from leed_runtime.face.align import crop_face
@@ -28,7 +28,7 @@ from leed_runtime.face.detect import MTCNNDetector
 from leed_runtime.face.paste import feather_mask, paste_back
 from leed_runtime.face.smooth import LandmarkSmoother
 from leed_runtime.image import to_rgb
-from leed_runtime.manifest import read_manifest
+from leed_runtime.manifest import Manifest, read_manifest
 
 STAGES = ("decode", "detect", "align", "edit", "paste", "encode")
 # The domain guard (exports with a `fit` graph): a face whose fit is at most FIT_FULL (as well
@@ -88,7 +88,13 @@ class Editor:
         if backend_row(self.kind).uses_cuda:  # one CUDA stream for every graph of the pipeline
             self.stream = Stream()
             options["stream"] = self.stream
-        self.detector = MTCNNDetector(self.folder, self.manifest, backend=self.kind, backend_options=options)
+        detector_kind = detector_backend(self.kind, self.folder, self.manifest)
+        self.detector = MTCNNDetector(
+            self.folder,
+            self.manifest,
+            backend=detector_kind,
+            backend_options=options if backend_row(detector_kind).uses_cuda else {},
+        )
         self._reference = open_backend(self.kind, self.folder, self.manifest, self._graph("reference"), **options)
         self._edit = open_backend(self.kind, self.folder, self.manifest, self._graph("edit"), **options)
         self._fit = (
@@ -224,6 +230,21 @@ class Editor:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def detector_backend(kind: str, folder: Path, manifest: Manifest) -> str:
+    """The backend for the MTCNN graphs: the pipeline's own when it runs ONNX graphs; for engine
+    backends (TensorRT, TensorRT-RTX), which the export builds no detector engines for (P-net's
+    input size changes with every pyramid level), the best onnxruntime that runs here, CUDA when
+    it can, on the pipeline's stream."""
+    if backend_row(kind).format == "onnx":
+        return kind
+    for onnx_kind in (k for k in backend_kinds() if backend_row(k).format == "onnx"):
+        try:
+            return choose_backend(onnx_kind, folder, manifest, "pnet")[0]
+        except LeedError:
+            continue
+    return "onnxruntime-cpu"
 
 
 def _same_order(faces: list, previous: list) -> list:

@@ -13,8 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
+from leed_runtime.atomic import atomic_write_text
 from leed_runtime.errors import LeedError
 from leed_runtime.image import read_image, write_image
+from leed_runtime.pipeline import Editor, blend_codes
+from leed_runtime.strip import contact_strip, pick_frames
+from leed_runtime.video import VideoReader, VideoWriter
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "samples" / "models" / "tiny-synth"
 
@@ -82,15 +86,11 @@ def run(cfg: RunConfig) -> dict:
     """Edit the input; returns (and prints) the summary."""
     from tqdm import tqdm
 
-    from leed_runtime.pipeline import Editor, blend_codes
-
     cfg.validate()
     refs = [read_image(r) for r in cfg.refs]
     fps = 30.0
     reader = None
     if cfg.video is not None:
-        from leed_runtime.video import VideoReader
-
         reader = VideoReader(cfg.video)
         fps = float(reader.fps)
         if reader.variable_rate:
@@ -116,14 +116,10 @@ def run(cfg: RunConfig) -> dict:
         else:
             pairs = _run_stream(cfg, editor, reader, codes, fps, tqdm)
             if cfg.strip is not None and pairs:
-                from leed_runtime.strip import contact_strip
-
                 write_image(cfg.strip, contact_strip(refs, pairs))
         summary = _summary(cfg, editor, time.perf_counter() - start)
     print(_format_summary(summary))
     if cfg.summary_json:
-        from leed_runtime.atomic import atomic_write_text
-
         atomic_write_text(Path(cfg.summary_json), json.dumps(summary, indent=2) + "\n")
     return summary
 
@@ -139,8 +135,6 @@ def _dexp_at(codes: list[np.ndarray], t: float, every: float) -> np.ndarray:
 
 def _run_stream(cfg: RunConfig, editor, reader, codes: list[np.ndarray], fps: float, tqdm) -> list:  # noqa: ANN001
     """Edit every frame; returns (input, edited) copies of the frames `--strip` shows."""
-    from leed_runtime.strip import pick_frames
-    from leed_runtime.video import VideoWriter
 
     if reader is not None:
         frames, total, size, audio = iter(reader), reader.frames, (reader.width, reader.height), cfg.video

@@ -38,8 +38,21 @@ def exact_rate(fps: float | Fraction) -> Fraction:
     return Fraction(fps).limit_denominator(1001)
 
 
+def _av():  # noqa: ANN202 - the av module
+    """PyAV, or a one-line LeedError naming the fix (it is in leed's base install, but a machine
+    that got leed by PYTHONPATH, like a bare GPU host, may lack it)."""
+    try:
+        import av
+    except ImportError:
+        raise LeedError(
+            "video needs PyAV, which is not installed here: pip install 'av>=14' (part of `pip install leed`); "
+            "--image works without it"
+        ) from None
+    return av
+
+
 def _open(path: Path):  # noqa: ANN202 - av.container.InputContainer
-    import av
+    av = _av()
 
     path = Path(path)
     if not path.is_file():
@@ -162,7 +175,7 @@ class VideoWriter:
         audio_from: Path | str | None = None,
         crf: int = 18,
     ) -> None:
-        import av
+        av = _av()
 
         self.out = Path(out)
         self.fps = exact_rate(fps)
@@ -182,7 +195,7 @@ class VideoWriter:
         self._stream.options = {"crf": str(crf), "preset": "veryfast"}
 
     def write(self, frame: np.ndarray) -> None:
-        import av
+        av = _av()
 
         if frame.shape[:2] != (self.height, self.width):
             raise ValueError(f"frame {frame.shape[:2]} is not {(self.height, self.width)}")
@@ -226,7 +239,7 @@ class VideoWriter:
 def _mux(video: Path, audio_from: Path | None, out: Path) -> None:
     """Copy the video stream of `video` and the first audio stream of `audio_from` into
     `out`, interleaved by time (so the muxer buffers nothing large)."""
-    import av
+    av = _av()
 
     with contextlib.ExitStack() as stack:
         vin = stack.enter_context(av.open(str(video)))

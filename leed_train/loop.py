@@ -1,86 +1,45 @@
 """`run_training(cfg)`: the one path of `leed-train`, read top to bottom.
 
 data -> split -> crops -> [psi] | [stage 1: neutralizer -> neutral cache] -> [stage 2: LEED].
-The stages live in `stage_psi.py`, `stage_neutralizer.py` and `stage_leed.py`; this module
-holds what they share: the run directory, device and DDP setup, the deterministic batch
-order (exact resume), logging and sample grids.
+The stages live in `stage_psi.py`, `stage_neutralizer.py` and `stage_leed.py`; what they
+share (the `Run`, device and DDP setup, batch order, checkpoints, logs) is in `run.py`.
+`cfg` arrives resolved (`TrainConfig.for_run`): this module writes it and never changes it.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import math
-import os
-import random
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-import torch
-import torch.distributed as dist
-
-from leed_runtime.atomic import atomic_write_bytes, atomic_write_text
 from leed_runtime.errors import LeedError
+from leed_train.checkpoint import latest_checkpoint
 from leed_train.config import TrainConfig
+from leed_train.data.cache import CropCache
+from leed_train.data.index import load_split, save_split, scan, split_by_subject
+from leed_train.features import check_feature_model, check_perceptual
+from leed_train.run import (
+    Run,
+    StatsLog,
+    close_distributed,
+    init_distributed,
+    pick_device,
+    seed_everything,
+)
+from leed_train.stage_leed import train_leed
+from leed_train.stage_neutralizer import cache_neutrals, cache_photo_neutrals, train_neutralizer
+from leed_train.stage_psi import train_psi
 
-
-@dataclass
-class Run:
-    """What every stage needs: config, paths, device, rank, data and a logger."""
-
-    cfg: TrainConfig
-    dir: Path
-    device: torch.device
-    rank: int = 0
-    world: int = 1
-    train: list = field(default_factory=list)  # list[Sample]
-    val: list = field(default_factory=list)
-    crops: np.ndarray | None = None  # (N, 128, 128, 3) uint8, training crops
-    val_crops: np.ndarray | None = None
-    log: StatsLog | None = None
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    def autocast(self) -> Any:
-        """bf16 autocast where `use_bf16` says so, a no-op otherwise."""
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_bf16(self.device, self.cfg.amp))
-
-    def prepare(self, module: torch.nn.Module) -> torch.nn.Module:
-        module = module.to(self.device)
-        if self.device.type == "cuda" and self.cfg.channels_last:
-            module = module.to(memory_format=torch.channels_last)
-        return module
-
-
-def use_bf16(device: torch.device, amp: str) -> bool:
-    """`--amp auto`: bf16 on GPUs that have it (Ampere and newer; not T4/V100, where it would be
-    emulated); `--amp bf16`: on any CUDA GPU and on CPUs (1.7x per step on Zen 4's AVX512-BF16);
-    `off`: never."""
-    if amp == "off":
-        return False
-    if device.type == "cuda":
-        return amp == "bf16" or torch.cuda.is_bf16_supported(including_emulation=False)
-    return device.type == "cpu" and amp == "bf16"
+STAGES_OF = {"all": ("neutralizer", "leed"), "neutralizer": ("neutralizer",), "leed": ("leed",), "psi": ("psi",)}
 
 
 def run_training(cfg: TrainConfig) -> Path:
     """Train the stages `cfg.stage` names; returns the run directory."""
-    rank, world = _init_distributed()
-    device = _pick_device(cfg.device, rank)
+    rank, world = init_distributed()
+    device = pick_device(cfg.device, rank)
     run_dir = Path(cfg.out)
-    cfg = _prepare_run_dir(cfg, run_dir, rank)
-    _seed_everything(cfg.seed)  # same on every rank: networks start identical
+    _prepare_run_dir(cfg, run_dir, rank)
+    seed_everything(cfg.seed)  # same on every rank: networks start identical
 
-    from leed_train.data.cache import CropCache
-    from leed_train.data.index import load_split, save_split, scan, split_by_subject
-
-    preflight(cfg)  # missing weights or Psi are said now, not after stage 1
+    preflight(cfg)  # missing weights or Psi are said now, not after the neutralizer
     index = scan(Path(cfg.data_dir), cfg.data_format, cfg.angles, cfg.gazes)
     if not index.samples:
         raise LeedError(f"{cfg.data_dir}: no usable images; run `leed-train {cfg.data_dir} --check`")
@@ -101,26 +60,17 @@ def run_training(cfg: TrainConfig) -> Path:
 
     try:
         if cfg.stage == "psi":
-            from leed_train.stage_psi import train_psi
-
             train_psi(run)
         if cfg.stage in ("all", "neutralizer"):
-            from leed_train.stage_neutralizer import cache_neutrals, train_neutralizer
-
             generator = train_neutralizer(run)
             cache_neutrals(run, generator)
         if cfg.stage in ("all", "leed") and cfg.neutrals == "photos":
-            from leed_train.stage_neutralizer import cache_photo_neutrals
-
             cache_photo_neutrals(run)
         if cfg.stage in ("all", "leed"):
-            from leed_train.stage_leed import train_leed
-
             train_leed(run)
     finally:
         run.log.close()
-        if world > 1:
-            dist.destroy_process_group()
+        close_distributed(world)
     if rank == 0:
         print(f"leed-train: done; run in {run_dir}")
         if cfg.stage in ("all", "leed"):
@@ -131,8 +81,6 @@ def run_training(cfg: TrainConfig) -> Path:
 def preflight(cfg: TrainConfig) -> None:
     """Fail in the first seconds, with the one command that fixes it, when a pretrained file the
     run will need later (Phi's weights, Psi) is missing."""
-    from leed_train.features import check_feature_model, check_perceptual
-
     if cfg.stage in ("all", "leed"):
         check_perceptual(cfg.perceptual)
         if cfg.use_q:
@@ -144,255 +92,19 @@ def preflight(cfg: TrainConfig) -> None:
             check_feature_model(cfg.psi)
 
 
-def _init_distributed() -> tuple[int, int]:
-    """torchrun sets RANK/WORLD_SIZE; one code path for 1 or N processes."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
-    if backend == "nccl":  # before the group exists: else every rank's NCCL calls land on cuda:0 and hang
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    if not dist.is_initialized():
-        dist.init_process_group(backend=backend)
-    return dist.get_rank(), dist.get_world_size()
-
-
-def _pick_device(name: str, rank: int) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)) % torch.cuda.device_count())
-        return torch.device("cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise LeedError(f"--device {name}: no CUDA GPU is visible here; use --device cpu or check `leed-doctor`")
-    return device
-
-
-def _prepare_run_dir(cfg: TrainConfig, run_dir: Path, rank: int) -> TrainConfig:
-    """Write the resolved config first; on --resume, reuse the saved architecture."""
+def _prepare_run_dir(cfg: TrainConfig, run_dir: Path, rank: int) -> None:
+    """Refuse to train over a stage's checkpoints without --resume; write the config first."""
     config_path = run_dir / "config.json"
     if cfg.resume:
         if not config_path.exists():
             raise LeedError(f"{run_dir}: no config.json to resume from; drop --resume to start a new run")
         saved = TrainConfig.load(config_path)
-        cfg.net = cfg.generator_architecture(saved.net)  # the run's architecture (a stage 1 that
-        # has not started yet may still be given --gan-conv-dim / --gan-repeat)
         if saved.preset != cfg.preset:
             raise LeedError(f"{run_dir} was trained with --preset {saved.preset}; resume with the same preset")
-    else:
-        stages = {"all": ("neutralizer", "leed"), "neutralizer": ("neutralizer",)}.get(cfg.stage, (cfg.stage,))
-        if any(any((run_dir / "checkpoints").glob(f"{s}-*")) for s in stages):
-            raise LeedError(
-                f"{run_dir} already holds a {cfg.stage} run; pass --resume to continue it or choose another --out"
-            )
-        if cfg.stage == "leed" and any((run_dir / "checkpoints").glob("neutralizer-*")) and config_path.exists():
-            # stage 2 after stage 1 in the same folder: config.json keeps describing both
-            cfg = _keep_stage1_settings(cfg, TrainConfig.load(config_path), run_dir)
+    elif any(latest_checkpoint(run_dir, stage) is not None for stage in STAGES_OF[cfg.stage]):
+        raise LeedError(
+            f"{run_dir} already holds a {cfg.stage} run; pass --resume to continue it or choose another --out"
+        )
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
         cfg.save(config_path)
-    return cfg
-
-
-def _keep_stage1_settings(cfg: TrainConfig, saved: TrainConfig, run_dir: Path) -> TrainConfig:
-    """The saved run's stage-1 options (`gan_*`) and architecture, so that the config.json
-    stage 2 writes still describes the neutralizer its neutral-face cache came from."""
-    if saved.preset != cfg.preset:
-        raise LeedError(
-            f"{run_dir}: its neutralizer was trained with --preset {saved.preset}; run stage 2 with the same preset"
-        )
-    kept = {f.name: getattr(saved, f.name) for f in dataclasses.fields(TrainConfig) if f.name.startswith("gan_")}
-    return dataclasses.replace(cfg, net=saved.net, **kept)
-
-
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def batch_order(n: int, batch: int, epoch: int, seed: int, rank: int = 0, world: int = 1) -> list[list[int]]:
-    """Deterministic shuffled batches of one epoch for this rank (full batches only).
-
-    Depends only on (n, batch, epoch, seed, rank, world), so a resumed run replays the
-    exact order and skips the batches it already trained on.
-    """
-    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    perm = torch.randperm(n, generator=g).tolist()
-    per_step = batch * world
-    steps = n // per_step
-    if steps == 0:
-        raise LeedError(f"{n} training images are fewer than one batch of {per_step}; lower --batch-size")
-    return [perm[s * per_step + rank * batch : s * per_step + (rank + 1) * batch] for s in range(steps)]
-
-
-def all_reduce_grads(params: list[torch.nn.Parameter], world: int) -> None:
-    """Average gradients over ranks in one flat bucket (data parallel without DDP hooks).
-
-    LEED routes each loss to chosen networks (frozen functional calls, gradient scaling),
-    which DDP's per-module hooks do not follow; averaging gradients explicitly is exact.
-    """
-    if world <= 1:
-        return
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
-        return
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    dist.all_reduce(flat)
-    flat /= world
-    offset = 0
-    for g in grads:
-        g.copy_(flat[offset : offset + g.numel()].view_as(g))
-        offset += g.numel()
-
-
-def linear_decay(step: int, total: int, decay_from: int, base: float) -> float:
-    """Constant `base` until `decay_from`, then linear to 0 at `total` (paper Sec. 8)."""
-    if step < decay_from or total <= decay_from:
-        return base
-    return base * max(0.0, (total - step) / (total - decay_from))
-
-
-class StatsLog:
-    """Scalars by name: TensorBoard + `stats.jsonl` (rank 0 only)."""
-
-    def __init__(self, run_dir: Path, enabled: bool = True) -> None:
-        self.enabled = enabled
-        self.writer = None
-        self.path = run_dir / "stats.jsonl"
-        if enabled and self.path.is_file():  # a killed run may have cut its last line short: drop it
-            data = self.path.read_bytes()
-            if data and not data.endswith(b"\n"):
-                atomic_write_bytes(self.path, data[: data.rfind(b"\n") + 1])
-        if enabled:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.writer = SummaryWriter(str(run_dir / "tensorboard"))
-
-    def scalars(self, stage: str, step: int, values: dict[str, float]) -> None:
-        if not self.enabled:
-            return
-        clean = {k: float(v) for k, v in values.items() if math.isfinite(float(v))}
-        for k, v in clean.items():
-            self.writer.add_scalar(f"{stage}/{k}", v, step)
-        with self.path.open("a") as f:
-            f.write(json.dumps({"stage": stage, "step": step, "time": time.time(), **clean}) + "\n")
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-
-
-def save_grid(path: Path, rows: list[torch.Tensor], labels: list[str]) -> None:
-    """Save image rows (each B,3,H,W in [-1,1]) as one labelled PNG, atomically."""
-    import cv2
-
-    tiles = []
-    for row, label in zip(rows, labels, strict=True):
-        imgs = ((row.detach().float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
-        strip = np.concatenate(list(imgs), axis=1)
-        pad = np.full((strip.shape[0], 90, 3), 255, np.uint8)
-        cv2.putText(pad, label, (4, strip.shape[0] // 2), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
-        tiles.append(np.concatenate([pad, strip], axis=1))
-    grid = np.concatenate(tiles, axis=0)
-    ok, data = cv2.imencode(".png", cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
-    assert ok
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, data.tobytes())
-
-
-def write_json(path: Path, data: dict) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
-
-
-def batches_of(run: Run, dataset: Any, batch: int, start: int, total: int) -> Iterator[tuple[int, int, Any]]:
-    """Yield (step, epoch, collated batch) from step `start` to `total`.
-
-    Step s is batch s % steps_per_epoch of epoch s // steps_per_epoch in `batch_order`, so a
-    resumed stage continues exactly where its checkpoint left off. A DataLoader with workers
-    and pinned memory keeps the GPU fed; on the CPU it loads in-process.
-    """
-    from torch.utils.data import DataLoader
-
-    n = len(dataset)
-    per_epoch = len(batch_order(n, batch, 0, run.cfg.seed, run.rank, run.world))
-    cuda = run.device.type == "cuda"
-    step = start
-    while step < total:
-        epoch = step // per_epoch
-        order = batch_order(n, batch, epoch, run.cfg.seed, run.rank, run.world)[step % per_epoch :]
-        if hasattr(dataset, "set_epoch"):
-            dataset.set_epoch(epoch)
-        # Its own generator: a DataLoader iterator otherwise draws its worker seed from the
-        # global RNG, and a resumed run (which starts a new iterator mid-epoch) would diverge.
-        loader = DataLoader(
-            dataset,
-            batch_sampler=order,
-            num_workers=run.cfg.workers if cuda else 0,
-            pin_memory=cuda,
-            generator=torch.Generator().manual_seed(run.cfg.seed * 7_777 + epoch),
-        )
-        for item in loader:
-            if step >= total:
-                return
-            yield step, epoch, item
-            step += 1
-
-
-def resume_stage(run: Run, stage: str, modules: dict, optimizers: dict) -> tuple[int, dict]:
-    """Load the stage's last complete checkpoint when resuming: (next step, extra)."""
-    from leed_train.checkpoint import latest_checkpoint, load_checkpoint
-
-    if not run.cfg.resume:
-        return 0, {}
-    path = latest_checkpoint(run.dir, stage)
-    if path is None:
-        return 0, {}
-    state = load_checkpoint(path, modules, optimizers, map_location=run.device)
-    if run.main:
-        print(f"leed-train: resumed {stage} from {path} (step {state['step']})")
-    return int(state["step"]), dict(state.get("extra") or {})
-
-
-def checkpoint(run: Run, stage: str, step: int, modules: dict, optimizers: dict, extra: dict | None = None) -> None:
-    """Rank 0 writes an atomic checkpoint; other ranks wait for it."""
-    from leed_train.checkpoint import save_checkpoint
-
-    if run.main:
-        save_checkpoint(run.dir, stage, step, modules, optimizers, extra=extra, keep=run.cfg.keep_checkpoints)
-    if run.world > 1:
-        dist.barrier()
-
-
-def to_device(run: Run, x: torch.Tensor) -> torch.Tensor:
-    """A float image batch to the run's device (channels_last on CUDA)."""
-    x = x.to(run.device, non_blocking=True)
-    if run.device.type == "cuda" and run.cfg.channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    return x
-
-
-def check_ranks_agree(run: Run, stage: str, modules: dict[str, torch.nn.Module]) -> None:
-    """After a multi-process stage, every rank must hold the same parameters: gather one
-    digest per rank, write them to `ddp_check.json` and refuse a diverged run."""
-    if run.world <= 1:
-        return
-    import hashlib
-
-    h = hashlib.sha256()
-    for name in sorted(modules):
-        for key, p in sorted(modules[name].named_parameters()):
-            h.update(key.encode())
-            h.update(p.detach().float().cpu().numpy().tobytes())
-    digests: list[str] = [""] * run.world
-    dist.all_gather_object(digests, h.hexdigest())
-    if run.main:
-        write_json(run.dir / "ddp_check.json", {"stage": stage, "world": run.world, "digests": digests})
-    if len(set(digests)) != 1:
-        raise LeedError(f"{run.dir}: ranks diverged in stage {stage} (digests {digests}); please report this")
-
-
-def crops_to_device(run: Run, crops: np.ndarray) -> torch.Tensor:
-    """uint8 (B,H,W,3) crops (often a read-only memmap slice) -> float (B,3,H,W) in [-1,1]."""
-    x = torch.from_numpy(np.array(crops, dtype=np.uint8, copy=True)).permute(0, 3, 1, 2).float() / 127.5 - 1
-    return to_device(run, x)

@@ -206,7 +206,7 @@ def stargan_d_loss(
 
 def masked_l1(x: Tensor, target: Tensor, mask: Tensor) -> Tensor:
     """Mean absolute error over the images where `mask` (B,) is true; 0 when none is.
-    Stage 1's `--gan-pair-l1` term (not in the paper): G(x, neutral) vs x's own neutral photo."""
+    The neutralizer's `--gan-pair-l1` term (not in the paper): G(x, neutral) vs x's own neutral photo."""
     per_image = (x - target).abs().flatten(1).mean(1)
     return (per_image * mask.float()).sum() / mask.float().sum().clamp(min=1.0)
 

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 
 class Leed(nn.Module):
-    """G (image -> neutral face: stage 1's generator with its target fixed to "neutral"; None
+    """G (image -> neutral face: the neutralizer's generator with its target fixed to "neutral"; None
     where neutral faces are given), E (image -> code), X (code, neutral code -> dexp),
     I (neutral code, dexp -> code), D (code -> image). Images are NCHW in [-1, 1], codes
     C x H/16 x W/16. Holds the networks it is given (shared, not copied); an export graph

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -28,7 +27,12 @@ from tqdm import tqdm
 
 from leed_runtime.errors import LeedError
 from leed_train import losses
-from leed_train.loop import (
+from leed_train.config import TrainConfig
+from leed_train.data.datasets import PairDataset
+from leed_train.features import VGG19Features, build_perceptual, load_feature_model, load_vgg19_weights
+from leed_train.model import Leed
+from leed_train.networks import build_leed_networks
+from leed_train.run import (
     Run,
     all_reduce_grads,
     batch_order,
@@ -41,10 +45,6 @@ from leed_train.loop import (
     save_grid,
     to_device,
 )
-from leed_train.model import Leed
-
-if TYPE_CHECKING:
-    from leed_train.config import TrainConfig
 
 STAGE = "leed"
 
@@ -82,8 +82,6 @@ def frozen(*modules: torch.nn.Module) -> Iterator[None]:
 
 def build(run: Run) -> tuple[dict[str, torch.nn.Module], dict[str, torch.optim.Optimizer]]:
     """The seven networks of stage 2 and one Adam per trained network (paper Sec. 8)."""
-    from leed_train.networks import build_leed_networks
-
     cfg = run.cfg
     nets = {k: run.prepare(m) for k, m in build_leed_networks(cfg.net).items()}
     if cfg.perceptual == "vgg19" and cfg.preset == "paper":
@@ -109,8 +107,6 @@ def _init_encoder_from_vgg19(E: torch.nn.Module) -> None:
     (conv1_1..conv4_4) start from the ImageNet VGG19 weights, ImageNet normalisation folded
     into the first conv; the last conv keeps He init. Other widths and runs without VGG19
     weights (--perceptual random-vgg19|pixels) start from He init everywhere."""
-    from leed_train.features import VGG19Features, load_vgg19_weights
-
     vgg = VGG19Features()
     load_vgg19_weights(vgg)
     src = [m for m in vgg.modules() if isinstance(m, torch.nn.Conv2d)]
@@ -131,9 +127,6 @@ def _init_encoder_from_vgg19(E: torch.nn.Module) -> None:
 
 def _psi_and_reducer(run: Run) -> tuple:
     """Psi (frozen expression features) and the PCA that reduces F_RB to Q's target."""
-    from leed_train.features import load_feature_model
-    from leed_train.losses import FeatureReducer
-
     cfg = run.cfg
     if not cfg.use_q:
         return None, None
@@ -144,7 +137,7 @@ def _psi_and_reducer(run: Run) -> tuple:
             "and pass --psi runs/psi/psi.safetensors, or pass --no-q"
         )
     psi = load_feature_model(cfg.psi, run.device)
-    reducer = FeatureReducer(dim=cfg.net.q_out // 2)
+    reducer = losses.FeatureReducer(dim=cfg.net.q_out // 2)
     idx = np.random.default_rng(cfg.seed).permutation(len(run.crops))[:2048]
     feats = []
     with torch.no_grad():
@@ -156,9 +149,6 @@ def _psi_and_reducer(run: Run) -> tuple:
 
 def train_leed(run: Run) -> dict[str, torch.nn.Module]:
     """Train E, D, X, I, critic, Q, S on (I_A, R_B) pairs from different subjects."""
-    from leed_train.data.datasets import PairDataset
-    from leed_train.features import build_perceptual
-
     cfg = run.cfg
     neutrals = np.load(run.dir / "neutrals.npy", mmap_mode="r") if (run.dir / "neutrals.npy").exists() else None
     if neutrals is None or len(neutrals) != len(run.crops):

@@ -1,4 +1,5 @@
-"""Stage 1: the StarGAN neutralizer (paper Sec. 3.4 "Pre-training GAN", yunjey/stargan recipe).
+"""`--stage neutralizer` (stage 1): a StarGAN generator trained to make any face neutral (paper
+Sec. 3.4 "Pre-training GAN", yunjey/stargan recipe); its options are `gan_*`.
 
 Target domain "neutral". Labels are a binary neutral/expressive flag by default
 (`gan_labels="binary"`: c_dim 2, neutral = class 0) or RaFD's 8 expressions when every
@@ -9,15 +10,20 @@ over every training crop and its mirror image, so stage 2 never runs it again.
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from leed_runtime.atomic import atomic_path
 from leed_runtime.errors import LeedError
+from leed_runtime.face.align import alignment_matrix
 from leed_train import losses
+from leed_train.checkpoint import unwrap
+from leed_train.data.datasets import FaceCrops
 from leed_train.data.names import EXPRESSIONS
-from leed_train.loop import (
+from leed_train.run import (
     Run,
     all_reduce_grads,
     batches_of,
@@ -28,7 +34,9 @@ from leed_train.loop import (
     resume_stage,
     save_grid,
     to_device,
+    write_json,
 )
+from leed_train.stargan import Discriminator, Generator
 
 STAGE = "neutralizer"
 
@@ -49,7 +57,7 @@ def _labels(run: Run) -> torch.Tensor:
         flags = [s.neutral for s in run.train]
         if any(f is None for f in flags) or not any(flags):
             raise LeedError(
-                f"{run.cfg.data_dir}: stage 1 needs to know which images are neutral; put them under "
+                f"{run.cfg.data_dir}: the neutralizer needs to know which images are neutral; put them under "
                 "neutral/ or list them in neutral.csv (see `leed-train DATA --check`)"
             )
         return torch.tensor([0 if f else 1 for f in flags])
@@ -68,10 +76,6 @@ def neutral_targets(samples: list, crops: np.ndarray) -> tuple[np.ndarray, np.nd
     re-warped into this crop's frame: image -> crop matrices M_i, M_p give crop_p -> crop_i
     = M_i M_p^-1. Neutral crops are their own target (G must leave them alone).
     """
-    import cv2
-
-    from leed_runtime.face.align import alignment_matrix
-
     size = crops.shape[1]
     key = {(s.subject, s.angle, s.gaze): i for i, s in enumerate(samples) if s.neutral}
     targets = np.zeros_like(crops)
@@ -96,8 +100,6 @@ def neutral_targets(samples: list, crops: np.ndarray) -> tuple[np.ndarray, np.nd
 
 
 def build_neutralizer(run: Run) -> tuple[torch.nn.Module, torch.nn.Module, int, int]:
-    from leed_train.stargan import Discriminator, Generator
-
     c_dim, neutral = label_space(run.cfg.gan_labels)
     G = run.prepare(Generator(run.cfg.net, c_dim))
     D = run.prepare(Discriminator(run.cfg.net, c_dim))
@@ -105,9 +107,7 @@ def build_neutralizer(run: Run) -> tuple[torch.nn.Module, torch.nn.Module, int, 
 
 
 def train_neutralizer(run: Run) -> torch.nn.Module:
-    """Train StarGAN G/D with WGAN-GP; returns the trained generator (eval mode)."""
-    from leed_train.data.datasets import FaceCrops
-
+    """Train the neutralizer (StarGAN G/D with WGAN-GP, or G alone with --gan-pair-only); returns G (eval mode)."""
     cfg = run.cfg
     labels = _labels(run)
     G, D, c_dim, neutral = build_neutralizer(run)
@@ -128,7 +128,7 @@ def train_neutralizer(run: Run) -> torch.nn.Module:
                 "same angle and gaze (RaFD or leed-synth names); none found, drop the flag"
             )
         pairs = (pair_targets, torch.from_numpy(pair_has))
-    bar = tqdm(total=total, initial=start, desc="stage 1 neutralizer", disable=not run.main, dynamic_ncols=True)
+    bar = tqdm(total=total, initial=start, desc="neutralizer", disable=not run.main, dynamic_ncols=True)
     for step, _epoch, batch in batches_of(run, data, cfg.gan_batch_size, start, total):
         lr = linear_decay(step, cfg.gan_iters, cfg.gan_iters - min(cfg.gan_decay_iters, cfg.gan_iters // 2), cfg.gan_lr)
         for opt in (opt_g, opt_d):
@@ -165,16 +165,26 @@ def _pair_step(
     run: Run, G: torch.nn.Module, opt_g: torch.optim.Optimizer, x: torch.Tensor, idx: torch.Tensor,
     flip: torch.Tensor, pairs: tuple, neutral: int, c_dim: int,
 ) -> dict[str, float]:  # fmt: skip
-    """`--gan-pair-only`: G(x, neutral) -> the own neutral photo by L1; no D, no cycle."""
+    """`--gan-pair-only`: G(x, neutral) -> the own neutral photo by L1; no D, no cycle. With
+    `--gan-mask-keep W` (and `--gan-mask`), W x the share of the face G paints is added: G then
+    copies the input wherever painting does not pay, so the neutral face stays sharp where the
+    expression does not change (real photos of one person never align exactly, and an L1 to a
+    misaligned photo alone is minimised by a blur)."""
     target_label = F.one_hot(torch.full((len(x),), neutral, device=run.device), c_dim).float()
     with run.autocast():
-        fake = G(x, target_label)
+        planes = target_label[:, :, None, None].to(x.dtype).expand(-1, -1, x.shape[2], x.shape[3])
+        fake, keep = unwrap(G).paint(x, planes)
     l_pair = losses.masked_l1(fake.float(), _flipped_targets(run, pairs, idx, flip), pairs[1][idx].to(run.device))
+    stats = {"G_loss_pair": l_pair.item()}
+    if keep is not None and run.cfg.gan_lambda_keep > 0:
+        l_keep = (1 - keep.float()).mean()
+        l_pair = l_pair + run.cfg.gan_lambda_keep * l_keep
+        stats["G_painted"] = l_keep.item()
     opt_g.zero_grad(set_to_none=True)
     l_pair.backward()
     all_reduce_grads(list(G.parameters()), run.world)
     opt_g.step()
-    return {"G_loss_pair": l_pair.item()}
+    return stats
 
 
 def _stargan_step(
@@ -245,9 +255,6 @@ def cache_neutrals(run: Run, G: torch.nn.Module) -> np.ndarray:
     [:, 0] is the neutral face of crop i, [:, 1] of crop i flipped horizontally. Written to a
     temp file and renamed, so a killed run never leaves a half cache.
     """
-    from leed_runtime.atomic import atomic_path
-    from leed_train.loop import write_json
-
     c_dim, neutral = label_space(run.cfg.gan_labels)
     path = run.dir / "neutrals.npy"
     meta = run.dir / "neutrals.json"
@@ -265,10 +272,7 @@ def cache_neutrals(run: Run, G: torch.nn.Module) -> np.ndarray:
             out.flush()
             del out
         write_json(meta, {"images": n, "layout": "(N, 2: [crop, mirrored crop], H, W, RGB) uint8"})
-    if run.world > 1:
-        import torch.distributed as dist
-
-        dist.barrier()
+    run.barrier()
     return np.load(path, mmap_mode="r")
 
 
@@ -276,11 +280,8 @@ def cache_photo_neutrals(run: Run) -> np.ndarray:
     """`--neutrals photos` (not in the paper): `neutrals.npy` as `cache_neutrals` writes it, but
     from each subject's own neutral photo, re-warped into the crop's alignment
     (`neutral_targets`), instead of G's output. Stage 2 then learns from true neutral faces and
-    needs no stage 1 first, so both stages can train at the same time (in two run folders; the
+    needs no neutralizer first, so both stages can train at the same time (in two run folders; the
     neutralizer's checkpoint joins the run before export). Needs a neutral photo per subject."""
-    from leed_runtime.atomic import atomic_path
-    from leed_train.loop import write_json
-
     path, meta = run.dir / "neutrals.npy", run.dir / "neutrals.json"
     if run.main:
         targets, has = neutral_targets(run.train, run.crops)
@@ -288,7 +289,7 @@ def cache_photo_neutrals(run: Run) -> np.ndarray:
             lacking = sorted({s.subject for s, ok in zip(run.train, has, strict=True) if not ok})
             raise LeedError(
                 f"--neutrals photos: {len(lacking)} training subject(s) have no neutral photo "
-                f"(e.g. {lacking[0]}); use --neutrals generator (train stage 1) or add their neutral photos"
+                f"(e.g. {lacking[0]}); use --neutrals generator (train --stage neutralizer) or add their neutral photos"
             )
         with atomic_path(path) as tmp:
             out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(targets), 2, *targets.shape[1:]))
@@ -304,8 +305,5 @@ def cache_photo_neutrals(run: Run) -> np.ndarray:
                 "layout": "(N, 2: [crop, mirrored crop], H, W, RGB) uint8",
             },
         )
-    if run.world > 1:
-        import torch.distributed as dist
-
-        dist.barrier()
+    run.barrier()
     return np.load(path, mmap_mode="r")

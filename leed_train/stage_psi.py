@@ -4,8 +4,8 @@ The paper uses a ResNet pre-trained on RAF-DB, another dataset than the one LEED
 on. We train a ResNet-18 classifier on a *separate* labelled set (RAF-DB-style folders,
 RaFD names, or a synthetic set rendered with another seed and other identities) and save
 `RUN_DIR/psi.safetensors`; `leed-train DATA --psi RUN_DIR/psi.safetensors` then uses its
-penultimate features. This is the only labelled training in leed besides stage 1's
-neutral flag; LEED itself never reads an expression label.
+penultimate features. This is the only labelled training in leed besides the
+neutralizer's neutral flag; LEED itself never reads an expression label.
 """
 
 from __future__ import annotations
@@ -13,11 +13,15 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors.torch import save as save_bytes
 from tqdm import tqdm
 
+from leed_runtime.atomic import atomic_write_bytes
 from leed_runtime.errors import LeedError
+from leed_train.data.datasets import FaceCrops
 from leed_train.data.names import EXPRESSIONS
-from leed_train.loop import (
+from leed_train.features import ResNet18
+from leed_train.run import (
     Run,
     all_reduce_grads,
     batch_order,
@@ -35,10 +39,6 @@ STAGE = "psi"
 
 def train_psi(run: Run) -> torch.nn.Module:
     """Train ResNet-18 on expression labels; save psi.safetensors and psi.json (val accuracy)."""
-    from leed_runtime.atomic import atomic_write_bytes
-    from leed_train.data.datasets import FaceCrops
-    from leed_train.features import ResNet18
-
     cfg = run.cfg
     if any(s.expression is None for s in run.train):
         raise LeedError(
@@ -75,8 +75,6 @@ def train_psi(run: Run) -> torch.nn.Module:
     checkpoint(run, STAGE, total, {"psi": model}, {"psi": opt}, extra={"done": True})
     accuracy = evaluate(run, model)
     if run.main:
-        from safetensors.torch import save as save_bytes
-
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         meta = {"num_classes": str(len(EXPRESSIONS)), "width": str(cfg.net.psi_width), "classes": ",".join(EXPRESSIONS)}
         atomic_write_bytes(run.dir / "psi.safetensors", save_bytes(state, metadata=meta))

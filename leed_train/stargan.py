@@ -66,11 +66,16 @@ class Generator(nn.Module):
 
     def with_planes(self, x: Tensor, planes: Tensor) -> Tensor:
         """G with the label already broadcast to planes (B, c_dim, H, W), as `--opencv` stores it."""
+        return self.paint(x, planes)[0]
+
+    def paint(self, x: Tensor, planes: Tensor) -> tuple[Tensor, Tensor | None]:
+        """(output, keep): with `--gan-mask`, keep is the mask A (B, 1, H, W), 1 where the input's
+        pixel is kept; None without a mask."""
         y = self.main(torch.cat([x, planes], dim=1))
         if not self.mask:
-            return y
+            return y, None
         keep = torch.sigmoid(y[:, 3:])  # GANimation's attention: 1 keeps the input's pixel
-        return keep * x + (1 - keep) * torch.tanh(y[:, :3])
+        return keep * x + (1 - keep) * torch.tanh(y[:, :3]), keep
 
 
 class Discriminator(nn.Module):

@@ -9,7 +9,11 @@ staging buffers, `DeviceArray` feeds are bound where they lie.
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import ctypes
 import math
+import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -102,6 +106,7 @@ class OnnxRuntimeBackend(Backend):
         options.log_severity_level = 3  # errors only: warnings about CPU shape nodes are expected
         providers: list[Any] = [self.row.provider]
         if self.row.uses_cuda:
+            preload_cuda_libraries(ort)
             providers = [(self.row.provider, self._cuda_options(ort))]
         try:
             session = ort.InferenceSession(str(path), options, providers=providers)
@@ -121,11 +126,17 @@ class OnnxRuntimeBackend(Backend):
 
     @classmethod
     def library_problem(cls, row: BackendRow, module: ModuleType) -> str | None:
-        """onnxruntime without the kind's execution provider (the CPU wheel for onnxruntime-cuda)."""
+        """onnxruntime without the kind's execution provider (the CPU wheel for onnxruntime-cuda),
+        or, for CUDA, a provider that is listed but cannot load: the onnxruntime-gpu wheel always
+        lists CUDAExecutionProvider, so a real session on a tiny graph decides (once)."""
         providers = module.get_available_providers()
-        if row.provider in providers:
-            return None
-        return f"onnxruntime {module.__version__} has no {row.provider} (has {', '.join(providers)}); {row.install}"
+        if row.provider not in providers:
+            return f"onnxruntime {module.__version__} has no {row.provider} (has {', '.join(providers)}); {row.install}"
+        if row.uses_cuda:
+            if not cuda.cuda_available():
+                return None  # "no GPU" is said by backend selection, with its own reason
+            return cuda_provider_problem(module)
+        return None
 
     def _cuda_options(self, ort: Any) -> dict[str, str]:
         problem = self.library_problem(self.row, ort)
@@ -308,4 +319,73 @@ ONNXRUNTIME_CPU = BackendRow(
     options=frozenset({"threads", "max_batch", "verify"}),
 )
 ROWS = {"cuda": ONNXRUNTIME_CUDA, "cpu": ONNXRUNTIME_CPU}
+
+# y = Relu(x), x: float[1]: the smallest graph a CUDA session can be proven on
+_PROBE = base64.b64decode("CAg6NwoMCgF4EgF5IgRSZWx1EgVwcm9iZVoPCgF4EgoKCAgBEgQKAggBYg8KAXkSCgoICAESBAoCCAFCBAoAEA0=")
+# The CUDA libraries onnxruntime-gpu dlopens, in dependency order, as the pip `nvidia-*` wheels
+# (torch's among them) ship them under site-packages/nvidia/*/lib.
+CUDA_LIBRARIES = ("libcudart.so", "libcublasLt.so", "libcublas.so", "libcufft", "libcurand", "libcudnn")
+
+
+def preload_cuda_libraries(ort: ModuleType) -> list[str]:
+    """Make the CUDA libraries loadable before the first CUDA session: onnxruntime's own
+    `preload_dlls()` (1.21+; it looks beside its own package), then every matching library
+    under any `site-packages/nvidia/*/lib` on sys.path, loaded globally with ctypes. Without it
+    onnxruntime-gpu finds libcudnn / libcublasLt only if torch was imported first, and the
+    session silently gets the CPU provider. Returns the files loaded by ctypes."""
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is not None:
+        with contextlib.suppress(Exception):  # a partial preload is fine: the ctypes pass below completes it
+            preload()
+    found: dict[str, list[Path]] = {name: [] for name in CUDA_LIBRARIES}
+    for entry in sys.path:
+        for lib_dir in sorted(Path(entry).glob("nvidia/*/lib")) if entry else []:
+            for file in sorted(lib_dir.glob("lib*.so*")):
+                for name in CUDA_LIBRARIES:
+                    if file.name.startswith(name):
+                        found[name].append(file)
+    loaded, failed = [], []
+    for file in [f for name in CUDA_LIBRARIES for f in found[name]]:
+        try:
+            ctypes.CDLL(str(file), mode=ctypes.RTLD_GLOBAL)
+            loaded.append(str(file))
+        except OSError:
+            failed.append(file)  # a library whose own dependency comes later in the list
+    for file in failed:
+        with contextlib.suppress(OSError):
+            ctypes.CDLL(str(file), mode=ctypes.RTLD_GLOBAL)
+            loaded.append(str(file))
+    return loaded
+
+
+_PROBED: dict[int, str | None] = {}
+
+
+def cuda_provider_problem(ort: ModuleType) -> str | None:
+    """None when a CUDA session really runs here; else why, with the fix (probed once)."""
+    if id(ort) not in _PROBED:
+        _PROBED[id(ort)] = _probe_cuda_session(ort)
+    return _PROBED[id(ort)]
+
+
+def _probe_cuda_session(ort: ModuleType) -> str | None:
+    preload_cuda_libraries(ort)
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(_PROBE, options, providers=["CUDAExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 - onnxruntime's own error types
+        return f"onnxruntime {ort.__version__} cannot open a CUDA session ({one_line(str(exc))[:160]}); {GPU_FIX_LIBS}"
+    if "CUDAExecutionProvider" not in session.get_providers():
+        return (
+            f"onnxruntime {ort.__version__} lists CUDAExecutionProvider but its session fell back to the CPU "
+            f"(CUDA or cuDNN libraries not loadable); {GPU_FIX_LIBS}"
+        )
+    return None
+
+
 GPU_FIX = f"{ONNXRUNTIME_CUDA.install} (onnxruntime-gpu in place of onnxruntime) and check `leed-doctor`"
+GPU_FIX_LIBS = (
+    "install the CUDA 12/13 and cuDNN 9 libraries (pip install 'nvidia-cudnn-cu12' 'nvidia-cublas-cu12', or the "
+    "system's), or put their folders on LD_LIBRARY_PATH"
+)

@@ -27,7 +27,7 @@ def check_dataset(
     """A readable report on the dataset in `root`.
 
     Raises LeedError on an empty folder, a folder with no decodable image, or (with
-    need_labels="neutral", what stage 1 needs) a dataset without neutral and expressive images.
+    need_labels="neutral", what the neutralizer needs) a dataset without neutral and expressive images.
     """
     if need_labels not in NEED_LABELS:
         raise ValueError(f"need_labels must be one of {NEED_LABELS}, got {need_labels!r}")
@@ -65,11 +65,11 @@ def _require_neutral_labels(root: Path, samples: list[Sample]) -> None:
         "or use RaFD/CFEED file names"
     )
     if flags == {None}:
-        raise LeedError(f"{root}: no image is labelled neutral or expressive, which stage 1 needs; {how}")
+        raise LeedError(f"{root}: no image is labelled neutral or expressive, which the neutralizer needs; {how}")
     if True not in flags:
-        raise LeedError(f"{root}: no image is labelled neutral, which stage 1 needs; {how}")
+        raise LeedError(f"{root}: no image is labelled neutral, which the neutralizer needs; {how}")
     if False not in flags:
-        raise LeedError(f"{root}: every image is labelled neutral; stage 1 also needs expressive faces")
+        raise LeedError(f"{root}: every image is labelled neutral; the neutralizer also needs expressive faces")
 
 
 def _counts_line(title: str, counts: dict[str, int]) -> str:

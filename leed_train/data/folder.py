@@ -2,7 +2,7 @@
 
 - Images: every .jpg/.jpeg/.png/.bmp/.webp under DATA, at any depth (names starting with
   `.` are skipped).
-- Neutral flags (stage 1 needs them; stage 2 needs no labels at all), first rule that applies:
+- Neutral flags (the neutralizer needs them; stage 2 needs no labels at all), first rule that applies:
   1. `DATA/neutral.csv`: either one file name per line (those images are neutral), or a
      header with a `filename` column and an optional `neutral` column of 0/1 (rows without
      `neutral` count as 1). Names are relative to DATA, e.g. `s01/img_003.jpg`. Images not

@@ -27,6 +27,7 @@ from tqdm import tqdm
 from leed_runtime.atomic import atomic_write_bytes
 from leed_runtime.errors import LeedError
 from leed_runtime.face.align import LANDMARK_COLUMNS
+from leed_runtime.video import VideoWriter
 from leed_train.data.names import ANGLES, EXPRESSIONS, GAZES, format_rafd_name
 from leed_train.data.synth_draw import (
     EXPRESSION_PARAMS,
@@ -249,8 +250,6 @@ def render_video(
     """Write an H.264/yuv420p (+ AAC 48 kHz) clip of one moving synthetic head, and OUT.landmarks.csv.
 
     Encoded with leed-run's own `VideoWriter` (PyAV): temp file, audio muxed, renamed when done."""
-    from leed_runtime.video import VideoWriter
-
     out = Path(out)
     _check_video_args(out, identity, seconds, fps, size)
     width, height = size

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from leed_export.bench import CHAIN, graph_flops
-from leed_export.bench_cli import bench_main
+from leed_export.bench.cli import bench_main
+from leed_export.bench.common import graph_flops
+from leed_export.bench.infer import CHAIN
 
 ROWS = {"graph", "batch", "median_ms", "p99_ms", "ms_per_frame", "fps", "gflop_per_frame", "tflops", "peak_fraction"}
 
@@ -65,3 +66,11 @@ def test_train_json(tmp_path: Path) -> None:
 def test_bad_batch_is_one_line(tiny_export: Path) -> None:
     result = CliRunner().invoke(bench_main, ["infer", str(tiny_export), "--batch", "1,x"])
     assert result.exit_code == 2 and "--batch" in result.output and "Traceback" not in result.output
+
+
+def test_options_the_backend_does_not_take_are_one_line(tiny_export: Path) -> None:
+    """The backend table's options decide: onnxruntime-cpu takes no CUDA graphs (open_backend refuses)."""
+    args = ["infer", str(tiny_export), "--backend", "onnxruntime-cpu", "--cuda-graph", "--iters", "1"]
+    result = CliRunner().invoke(bench_main, args)
+    assert result.exit_code == 2 and result.output.count("\n") == 1, result.output
+    assert "onnxruntime-cpu takes no CUDA options (cuda_graph)" in result.output and "onnxruntime-cuda" in result.output

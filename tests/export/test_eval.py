@@ -12,9 +12,12 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from leed_export import metrics
-from leed_export.evaluate import ORACLE_ROW, EvalConfig, run_eval
-from leed_export.evaluate_cli import eval_main
+from leed_export.evaluate import metrics
+from leed_export.evaluate.cli import eval_main
+from leed_export.evaluate.config import EvalConfig
+from leed_export.evaluate.data import as_tensor, load_data
+from leed_export.evaluate.editors import open_model, run_edits
+from leed_export.evaluate.run import ORACLE_ROW, run_eval
 from leed_runtime.errors import LeedError
 
 FAST = ["--faces", "6", "--classifier-epochs", "1", "--subjects", "2"]
@@ -138,16 +141,14 @@ def test_report_is_deterministic(tiny_run: Path, synth_faces: Path, tmp_path: Pa
 def test_alpha_scales_every_edit(tiny_run: Path, synth_faces: Path, tmp_path: Path) -> None:
     """--alpha reaches every edit: at 0 an input's edits no longer depend on the reference (the
     model's chain and the oracle's alike), at 1 they do; the report says which alpha it used."""
-    from leed_export import evaluate as ev
-
     cfg = EvalConfig(model_dir=str(tiny_run), data_dir=str(synth_faces), out=str(tmp_path / "r"), alpha=0.0)
-    editors, split = ev.open_model(str(tiny_run), cfg)
+    editors, split = open_model(str(tiny_run), cfg)
     leed = editors[0]
-    data = ev.load_data(cfg, split)
+    data = load_data(cfg, split)
     face, refs = np.array([0, 0]), np.array([1, 2])  # one input, two references
     for alpha in (0.0, 1.0):
-        a, b = ev.run_edits(leed, data.crops, face, refs, alpha)
-        crops = ev.as_tensor(data.crops[[0, 0, 1, 2]])
+        a, b = run_edits(leed, data.crops, face, refs, alpha)
+        crops = as_tensor(data.crops[[0, 0, 1, 2]])
         c, d = leed.edit_from_neutrals(crops[:2], crops[2:], crops[:2].flip(3), alpha)
         assert torch.equal(a, b) == torch.equal(c, d) == (alpha == 0), alpha
     for e in editors:

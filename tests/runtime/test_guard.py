@@ -85,3 +85,34 @@ def test_the_guard_measures_on_detection_and_keeps_the_weight_while_tracking(
             editor(face.copy())
         assert editor.faces_passed == 8
         assert stand_in.calls == 2  # frames 1 and 5 detect afresh; the others track
+
+
+def test_video_without_pyav_is_one_line_naming_the_fix(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import builtins
+
+    from leed_runtime.errors import LeedError
+    from leed_runtime.video import VideoReader
+
+    real_import = builtins.__import__
+
+    def no_av(name: str, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        if name == "av" or name.startswith("av."):
+            raise ImportError("No module named 'av'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_av)
+    clip = tmp_path / "in.mp4"
+    clip.write_bytes(b"\x00" * 16)
+    with pytest.raises(LeedError, match=r"PyAV.*pip install 'av>=14'"):
+        VideoReader(clip)
+
+
+def test_engine_backends_run_the_detector_on_onnxruntime(tiny_export: Path) -> None:
+    """Exports build no detector engines (P-net's input size changes with every pyramid level):
+    with a TensorRT backend the MTCNN graphs run on the best onnxruntime here."""
+    from leed_runtime.pipeline import detector_backend
+
+    manifest = read_manifest(tiny_export)
+    assert detector_backend("onnxruntime-cpu", tiny_export, manifest) == "onnxruntime-cpu"
+    for engine in ("tensorrt", "tensorrt-rtx"):
+        assert detector_backend(engine, tiny_export, manifest) == "onnxruntime-cpu"  # no GPU here

@@ -11,7 +11,7 @@ import safetensors.torch
 import torch
 import torch.distributed as dist
 
-from leed_train import checkpoint, loop
+from leed_train import checkpoint, run
 
 
 def test_nccl_rank_is_pinned_to_its_gpu_before_the_group_exists(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -24,7 +24,7 @@ def test_nccl_rank_is_pinned_to_its_gpu_before_the_group_exists(monkeypatch: pyt
     monkeypatch.setattr(dist, "init_process_group", lambda backend: calls.append(("init", backend)))
     monkeypatch.setattr(dist, "get_rank", lambda: 1)
     monkeypatch.setattr(dist, "get_world_size", lambda: 2)
-    assert loop._init_distributed() == (1, 2)
+    assert run.init_distributed() == (1, 2)
     assert calls == [("set_device", 1), ("init", "nccl")]
 
 
@@ -52,8 +52,8 @@ def test_optimizer_state_is_loaded_on_the_cpu_whatever_the_device(
 def test_bf16_only_where_the_gpu_has_it(monkeypatch: pytest.MonkeyPatch) -> None:
     cuda, cpu = torch.device("cuda", 0), torch.device("cpu")
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: False)  # a T4 / V100
-    assert not loop.use_bf16(cuda, "auto")
-    assert loop.use_bf16(cuda, "bf16")  # asked for explicitly
+    assert not run.use_bf16(cuda, "auto")
+    assert run.use_bf16(cuda, "bf16")  # asked for explicitly
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)  # A100, H100
-    assert loop.use_bf16(cuda, "auto") and not loop.use_bf16(cuda, "off")
-    assert not loop.use_bf16(cpu, "auto") and loop.use_bf16(cpu, "bf16")
+    assert run.use_bf16(cuda, "auto") and not run.use_bf16(cuda, "off")
+    assert not run.use_bf16(cpu, "auto") and run.use_bf16(cpu, "bf16")

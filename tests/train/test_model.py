@@ -1,6 +1,6 @@
 """`Leed` (leed_train/model.py), the one owner of the chain: each method against the paper's
-formula written out on the tiny networks, `TrainedRun` running it, and `leed-eval` of a run
-(PyTorch, through `Leed`) agreeing with `leed-eval` of its export, plain and `--residual-edit`."""
+formula written out on the tiny networks and `TrainedRun` running it (`leed-eval` of a run
+agreeing with `leed-eval` of its export: tests/export/test_eval_export.py)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,6 @@ import pytest
 import torch
 from scipy.ndimage import uniform_filter
 
-from leed_export import evaluate as ev
-from leed_export.export import ExportConfig, run_export
-from leed_export.parity import FP32, compare
-from leed_runtime.manifest import read_manifest
 from leed_train.config import NetConfig
 from leed_train.model import Leed
 from leed_train.networks import build_leed_networks
@@ -94,37 +90,3 @@ def test_trained_run_runs_its_leed(tiny_run: Path, images: tuple[torch.Tensor, t
     with torch.no_grad():
         want = run.leed.edit(face, run.leed.reference(ref), 0.5).clamp(-1, 1)
     torch.testing.assert_close(run.edit(face, ref, alpha=0.5), want, rtol=0, atol=0)
-
-
-@pytest.mark.parametrize("residual", [False, True], ids=["plain", "residual-edit"])
-def test_eval_of_a_run_matches_eval_of_its_export(
-    residual: bool, tiny_run: Path, tiny_export: Path, synth_faces: Path, tmp_path: Path
-) -> None:
-    """leed-eval's editors on the same crops: the run's (PyTorch, `Leed`) and its export's
-    (onnxruntime), within the export's FP32 parity tolerance, for the plain and the residual edit."""
-    export = tiny_export
-    if residual:
-        export = run_export(ExportConfig(run_dir=str(tiny_run), out=str(tmp_path / "x"), samples=2, residual_edit=True))
-    gate = read_manifest(export).source.get("residual_gate", 0.0)
-    cfg = ev.EvalConfig(model_dir=str(tiny_run), data_dir=str(synth_faces), out=str(tmp_path / "r"), batch_size=4)
-    (onnx_editor,), split = ev.open_model(str(export), cfg)
-    torch_editor = ev.open_model(str(tiny_run), cfg)[0][0]
-    if residual:  # leed-eval RUN's editor with the export's settings
-        torch_editor = ev.TorchEditor(load_trained(tiny_run), "LEED", cfg.batch_size, residual=True, gate=gate)
-    data = ev.load_data(cfg, split)
-    n = len(data.pool)
-    face, ref = np.array([0, 1, 2, 0]), np.array([n - 1, n - 2, n - 3, n - 4])
-    alpha = np.array([0.0, 0.5, 1.0, 1.5], np.float32)
-    try:
-        got = {
-            "edited": [ev.run_edits(e, data.crops, face, ref, alpha).numpy() for e in (torch_editor, onnx_editor)],
-            "dexp": [e.reference_codes(ev.as_tensor(data.crops[ref])).numpy() for e in (torch_editor, onnx_editor)],
-            "neutral": [e.neutral(ev.as_tensor(data.crops[face])).numpy() for e in (torch_editor, onnx_editor)],
-        }
-    finally:
-        onnx_editor.close()
-    comp = compare({k: v[0] for k, v in got.items()}, {k: v[1] for k, v in got.items()}, FP32, onnx_editor.label)
-    print("\n".join(comp.lines()))
-    assert comp.passed, comp.lines()
-    if residual:  # the residual graph is what was measured: alpha 0 gives the neutral face
-        np.testing.assert_allclose(got["edited"][1][0], got["neutral"][1][0], atol=1e-4)

