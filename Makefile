@@ -37,12 +37,12 @@ gpu-check-dry: install
 weights: install
 	$(BIN)/python -m leed_train.weights fetch
 
-# The README's first command: the shipped model (samples/models/tiny-synth) edits the demo
-# video offline on the CPU, happy then surprised every 2 s; writes out.mp4 and strip.png.
-# Installs only what leed-run needs (no torch).
+# The README's first command: the shipped real-face model (samples/models/tw-tiny) edits a real
+# clip (samples/real, MIT) offline on the CPU, taking the expression of one reference, then of
+# the other, every 2 s; writes out.mp4 and strip.png. Installs only what leed-run needs (no torch).
 demo:
 	$(MAKE) install EXTRAS=runtime
-	$(BIN)/leed-run --video samples/demo.mp4 --ref samples/happy.jpg --ref samples/surprised.jpg \
+	$(BIN)/leed-run --video samples/real/talk.mp4 --ref samples/real/surprised.jpg --ref samples/real/open.jpg \
 		--ref-switch 2 --out out.mp4 --strip strip.png
 
 # A synthetic face set and video to train on, checked.

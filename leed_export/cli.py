@@ -44,6 +44,14 @@ Examples:
     help="With --residual-edit: fade that detail out where D changes the face by this much "
     "(mean RGB change in [-1, 1] units, blurred 9x9), so a moved brow leaves no ghost; 0: never.",
 )
+@click.option(
+    "--residual-base",
+    type=click.Choice(["neutral", "input"]),
+    default="neutral",
+    show_default=True,
+    help="With --residual-edit: put back the detail of G(face) (neutral) or of the input face itself (input: "
+    "a neutralizer's traces never show where the decoder changes nothing; the real-face model's export).",
+)
 @click.option("--check", "check_dir", default=None, metavar="EXPORT_DIR", help="Re-verify an export folder and exit.")
 @handle_errors
 def main(run_dir: str | None, check_dir: str | None, **opts: object) -> None:

@@ -42,7 +42,7 @@ from leed_runtime.pipeline import FIT_FULL, FIT_NONE
 from leed_train.data.cache import CropCache
 from leed_train.data.datasets import to_tensor
 from leed_train.data.index import load_split
-from leed_train.model import Leed
+from leed_train.model import RESIDUAL_BASES, Leed
 from leed_train.trained import TrainedRun, load_trained
 
 CONFIG_FILE = "export_config.json"
@@ -65,6 +65,7 @@ class ExportConfig:
     opencv: bool = False  # also batch-1 variants of reference/edit that OpenCV 4.6's DNN importer loads
     residual_edit: bool = False  # edit = D(I(c, dexp)) + (G(face) - D(I(c, 0))) (Leed.decode_edit; not in the paper)
     residual_gate: float = 0.1  # with residual_edit: fade that detail out where D changes the face this much; 0: never
+    residual_base: str = "neutral"  # with residual_edit: whose detail is put back, G(face) or the input face
 
     def validate(self) -> trt_build.BatchProfile | None:
         """Check every option before any work; returns the engine profile (None without --engine)."""
@@ -85,6 +86,10 @@ class ExportConfig:
             )
         if self.data and not Path(self.data).is_dir():
             raise LeedError(f"--data {self.data}: no such folder; pass the dataset the run was trained on")
+        if self.residual_base not in RESIDUAL_BASES:
+            raise LeedError(f"--residual-base {self.residual_base!r}: choose {' or '.join(RESIDUAL_BASES)}")
+        if self.residual_base != "neutral" and not self.residual_edit:
+            raise LeedError(f"--residual-base {self.residual_base} only applies to --residual-edit; add it or drop it")
         if not 0 <= self.residual_gate <= 2:
             raise LeedError(f"--residual-gate {self.residual_gate}: choose 0 (off) .. 2, in [-1, 1] image units")
         if self.residual_gate != ExportConfig.residual_gate and not self.residual_edit:
@@ -132,7 +137,8 @@ def run_export(cfg: ExportConfig) -> Path:
         manifest.source["residual_edit"] = cfg.residual_edit
         if cfg.residual_edit:
             manifest.source["residual_gate"] = cfg.residual_gate
-        graphs = build_graphs(run, cfg.residual_edit, cfg.residual_gate)
+            manifest.source["residual_base"] = cfg.residual_base
+        graphs = build_graphs(run, cfg.residual_edit, cfg.residual_gate, cfg.residual_base)
         manifest.source["fit"] = {
             **calibrate_fit(graphs["fit"], _training_crops(run, cfg)),
             "full_edit_below": FIT_FULL,
@@ -159,7 +165,7 @@ def run_export(cfg: ExportConfig) -> Path:
 
         # OpenCV variants (C++ hosts on OpenCV DNN): batch 1, gated like the others.
         if cfg.opencv:
-            variants = build_opencv_graphs(run, cfg.residual_edit, cfg.residual_gate)
+            variants = build_opencv_graphs(run, cfg.residual_edit, cfg.residual_gate, cfg.residual_base)
             one = {
                 "reference.opencv": {"reference": references[:1]},
                 "edit.opencv": {"face": faces[:1], "dexp": Leed.scale(feeds["edit"]["dexp"][:1], alpha[:1])},

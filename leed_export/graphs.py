@@ -135,12 +135,12 @@ class EditGraph(Leed):
     (`residual`, `gate`: `leed-export --residual-edit`, `--residual-gate`); holds only the
     networks it runs."""
 
-    def __init__(self, leed: Leed, residual: bool = False, gate: float = 0.0) -> None:
+    def __init__(self, leed: Leed, residual: bool = False, gate: float = 0.0, base: str = "neutral") -> None:
         super().__init__(leed.G, leed.E, None, leed.I, leed.D)
-        self.residual, self.gate = residual, gate
+        self.residual, self.gate, self.base = residual, gate, base
 
     def forward(self, face: Tensor, dexp: Tensor, alpha: Tensor) -> Tensor:  # type: ignore[override]
-        return self.edit(face, dexp, alpha, residual=self.residual, gate=self.gate)
+        return self.edit(face, dexp, alpha, residual=self.residual, gate=self.gate, base=self.base)
 
 
 class ScaledEditGraph(EditGraph):
@@ -148,7 +148,7 @@ class ScaledEditGraph(EditGraph):
     by the host."""
 
     def forward(self, face: Tensor, dexp: Tensor) -> Tensor:  # type: ignore[override]
-        return self.edit(face, dexp, residual=self.residual, gate=self.gate)
+        return self.edit(face, dexp, residual=self.residual, gate=self.gate, base=self.base)
 
 
 class FitGraph(nn.Module):
@@ -198,16 +198,20 @@ class ConstantPlanesNeutralizer(nn.Module):
         return self.G.with_planes(image, self.planes)
 
 
-def build_opencv_graphs(run: TrainedRun, residual: bool = False, gate: float = 0.0) -> dict[str, nn.Module]:
+def build_opencv_graphs(
+    run: TrainedRun, residual: bool = False, gate: float = 0.0, base: str = "neutral"
+) -> dict[str, nn.Module]:
     """The `--opencv` variants of `reference` and `edit` (see SPECS)."""
     leed = run.leed.with_neutralizer(ConstantPlanesNeutralizer(run.leed.G, run.cfg.net.image_size))
     return {
         "reference.opencv": ReferenceGraph(leed).eval(),
-        "edit.opencv": ScaledEditGraph(leed, residual, gate).eval(),
+        "edit.opencv": ScaledEditGraph(leed, residual, gate, base).eval(),
     }
 
 
-def build_graphs(run: TrainedRun, residual: bool = False, gate: float = 0.0) -> dict[str, nn.Module]:
+def build_graphs(
+    run: TrainedRun, residual: bool = False, gate: float = 0.0, base: str = "neutral"
+) -> dict[str, nn.Module]:
     """Every graph of GRAPHS as an eval-mode module sharing the run's weights (`run.leed`);
     `residual` and `gate`: the `edit` graph puts back the detail the decoder loses (`Leed.decode_edit`)."""
     leed = run.leed
@@ -218,7 +222,7 @@ def build_graphs(run: TrainedRun, residual: bool = False, gate: float = 0.0) -> 
         "interpolator": InterpolatorGraph(leed),
         "decoder": DecoderGraph(leed),
         "reference": ReferenceGraph(leed),
-        "edit": EditGraph(leed, residual, gate),
+        "edit": EditGraph(leed, residual, gate, base),
         "fit": FitGraph(leed, run.cfg.net.image_size),
     }
     return {name: m.eval() for name, m in modules.items()}

@@ -20,7 +20,7 @@ from leed_runtime.pipeline import Editor, blend_codes
 from leed_runtime.strip import contact_strip, pick_frames
 from leed_runtime.video import VideoReader, VideoWriter
 
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "samples" / "models" / "tiny-synth"
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "samples" / "models" / "tw-tiny"  # real faces
 
 
 @dataclass

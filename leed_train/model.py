@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+RESIDUAL_BASES = ("neutral", "input")  # whose detail the residual edit puts back
+
 
 class Leed(nn.Module):
     """G (image -> neutral face: the neutralizer's generator with its target fixed to "neutral"; None
@@ -53,14 +55,19 @@ class Leed(nn.Module):
         residual: bool = False,
         gate: float = 0.0,
         linear: bool = False,
+        base: str = "neutral",
     ) -> Tensor:
         """`face` edited toward `dexp` (from `reference`) with strength `alpha` (see `scale`):
         D(I(E(G(face)), alpha dexp)), or with `linear` Eq. 5's D(E(G(face)) + alpha dexp);
-        `residual`, `gate`: see `decode_edit`. Not clamped (D ends in tanh; the residual edit
-        can leave [-1, 1] by a little)."""
+        `residual`, `gate`: see `decode_edit`. `base` (with `residual`, not in the paper): whose
+        detail is put back, "neutral" (G(face)) or "input" (the face itself, so a neutralizer that
+        leaves traces, e.g. pale patches where it painted, never shows where the decoder changes
+        nothing). Not clamped (D ends in tanh; the residual edit can leave [-1, 1] by a little)."""
+        if base not in RESIDUAL_BASES:
+            raise ValueError(f"base must be one of {RESIDUAL_BASES}, got {base!r}")
         scaled = self.scale(dexp, alpha)
         neutral = self.G(face)
-        return self.decode_edit(self.E(neutral), scaled, neutral, residual, gate, linear)
+        return self.decode_edit(self.E(neutral), scaled, face if base == "input" else neutral, residual, gate, linear)
 
     def decode_edit(
         self,

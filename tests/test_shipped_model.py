@@ -1,33 +1,23 @@
-"""The model in the box (samples/models/tiny-synth): the README's first command works offline
-with it, its edits move faces toward the reference's expression, and its leed-eval SSIM on
-held-out synthetic people still matches its model card."""
+"""The synthetic sample model (samples/models/tiny-synth, `--model samples/models/tiny-synth`):
+its edits move drawn faces toward the reference's expression, and its leed-eval SSIM on held-out
+synthetic people still matches its model card. The default model and the demo: test_demo.py."""
 
 from __future__ import annotations
 
 import re
 import shlex
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from leed_runtime.manifest import read_manifest, verify
-from leed_runtime.run import DEFAULT_MODEL
-from leed_runtime.video import VideoReader
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "samples"
+DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "samples" / "models" / "tiny-synth"  # the synthetic sample
 CARD = DEFAULT_MODEL / "MODEL_CARD.md"
-
-
-def demo_args() -> list[str]:
-    """The `leed-run` arguments of the Makefile's `demo` target (the README's first command)."""
-    text = (ROOT / "Makefile").read_text().replace("\\\n", " ")
-    recipe = text.split("\ndemo:", 1)[1].split("\n\n", 1)[0]
-    line = next(ln for ln in recipe.splitlines() if "leed-run" in ln)
-    return shlex.split(line.split("leed-run", 1)[1])
 
 
 def card_number(key: str) -> float:
@@ -35,16 +25,6 @@ def card_number(key: str) -> float:
     match = re.search(rf"<!-- {key} -->\s*([0-9]+(?:\.[0-9]+)?)", CARD.read_text())
     assert match, f"{CARD} states no {key}"
     return float(match.group(1))
-
-
-def test_readme_first_command_is_make_demo() -> None:
-    readme = (ROOT / "README.md").read_text()
-    first_block = readme.split("```bash", 1)[1].split("```", 1)[0]
-    assert first_block.strip().splitlines()[0].startswith("make demo")
-    args = demo_args()
-    assert "--model" not in args  # the shipped model is the default
-    for value in ("samples/demo.mp4", "samples/happy.jpg", "samples/surprised.jpg"):
-        assert value in args and (ROOT / value).is_file()
 
 
 def test_shipped_model_is_verified_small_and_carded() -> None:
@@ -57,30 +37,6 @@ def test_shipped_model_is_verified_small_and_carded() -> None:
     text = CARD.read_text()
     for needed in ("leed-synth faces", "leed-train", "leed-export", "leed-eval", "wall", "synthetic", "RaFD"):
         assert needed in text, needed
-
-
-@pytest.fixture(scope="module")
-def demo_run(leed_run: Callable, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
-    tmp = tmp_path_factory.mktemp("demo")
-    args = demo_args()
-    args[args.index("--out") + 1] = str(tmp / "out.mp4")
-    args[args.index("--strip") + 1] = str(tmp / "strip.png")
-    proc = leed_run(*args, "--backend", "onnxruntime-cpu")
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return tmp / "out.mp4", tmp / "strip.png", proc.stdout
-
-
-def test_demo_writes_the_video_and_the_strip(demo_run: tuple[Path, Path, str]) -> None:
-    out, strip, stdout = demo_run
-    src, dst = VideoReader(SAMPLES / "demo.mp4"), VideoReader(out)
-    assert dst.frames == src.frames and dst.fps == src.fps and dst.has_audio
-    assert (dst.width, dst.height) == (src.width, src.height)
-    frames, faces = map(int, re.search(r"leed-run: (\d+) frames, (\d+) faces edited", stdout).groups())
-    assert frames == src.frames and faces >= 0.9 * frames  # one person, in view all along
-    import cv2
-
-    image = cv2.imread(str(strip))
-    assert image is not None and image.shape[0] >= 512 and image.shape[1] > 4 * image.shape[0] // 2
 
 
 @pytest.fixture(scope="module")

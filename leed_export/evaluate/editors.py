@@ -133,7 +133,9 @@ class OnnxEditor(Editor):
 
     def __init__(self, folder: Path, manifest: Manifest, batch_size: int) -> None:
         residual = manifest.source.get("residual_edit", False)
-        self.label, self.batch_size = "LEED (ONNX, residual edit)" if residual else "LEED (ONNX)", batch_size
+        on_input = " on the input" if manifest.source.get("residual_base") == "input" else ""
+        self.label = f"LEED (ONNX, residual edit{on_input})" if residual else "LEED (ONNX)"
+        self.batch_size = batch_size
         self.ref = open_backend("onnxruntime-cpu", folder, manifest, "reference")
         self.edit = open_backend("onnxruntime-cpu", folder, manifest, "edit")
         self.ref.activate()

@@ -80,6 +80,12 @@ def test_residual_edit_formula(leed: Leed, images: tuple[torch.Tensor, torch.Ten
     np.testing.assert_allclose(leed.edit(face, dexp, alpha, residual=True), edited + neutral - base, atol=1e-5)
     np.testing.assert_allclose(leed.edit(face, dexp, 0.0, residual=True, gate=0.1), neutral, atol=1e-5)
     assert 0 < m[1:].mean() < 1
+    # base "input": the input face's detail instead of G's; alpha 0 gives the input itself
+    on_input = leed.edit(face, dexp, alpha, residual=True, gate=0.1, base="input")
+    np.testing.assert_allclose(on_input, edited + (1 - m) * (face.numpy() - base), atol=1e-5)
+    np.testing.assert_allclose(leed.edit(face, dexp, 0.0, residual=True, gate=0.1, base="input"), face, atol=1e-5)
+    with pytest.raises(ValueError, match="base"):
+        leed.edit(face, dexp, alpha, residual=True, base="reference")
 
 
 def test_trained_run_runs_its_leed(tiny_run: Path, images: tuple[torch.Tensor, torch.Tensor]) -> None:
