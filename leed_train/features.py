@@ -84,14 +84,7 @@ def load_vgg19_weights(model: VGG19Features, path: str | Path | None = None) -> 
             state = torch.hub.load_state_dict_from_url(VGG19_URL, map_location="cpu", progress=False)
         except Exception as exc:  # no network, proxy, disk: all end in the same advice
             raise LeedError(f"cannot download the VGG19 weights ({type(exc).__name__}: {exc}); {hint}") from None
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    if missing:
-        raise LeedError(f"VGG19 weights lack {', '.join(missing[:4])}: not torchvision's vgg19; {hint}")
-    for key, value in own.items():
-        if state[key].shape != value.shape:
-            raise LeedError(f"VGG19 weights: {key} has shape {tuple(state[key].shape)}, expected {tuple(value.shape)}")
-    model.load_state_dict({k: state[k] for k in own})
+    load_subset(model, state, "VGG19 weights", f"not torchvision's vgg19; {hint}")
 
 
 def _conv_bn(cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1) -> nn.Sequential:
@@ -158,14 +151,19 @@ def load_torchvision_weights(model: nn.Module, name: str, path: str | Path | Non
     """Load a torchvision weight file (`leed_train.weights` row `name`, sha256-checked) into
     `model`, whose keys are a subset of the file's; raises LeedError when it does not fit."""
     file = weights.locate(name, path)
-    state = torch.load(file, map_location="cpu", weights_only=True)
+    load_subset(model, torch.load(file, map_location="cpu", weights_only=True), str(file), f"not torchvision's {name}")
+
+
+def load_subset(model: nn.Module, state: dict[str, Tensor], what: str, fix: str) -> None:
+    """Load the entries of `state` that `model` has (a torchvision file holds more layers than
+    the taps need); LeedError naming `what` when one is missing or has another shape."""
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     if missing:
-        raise LeedError(f"{file}: lacks {', '.join(missing[:4])}: not torchvision's {name}")
+        raise LeedError(f"{what} lack {', '.join(missing[:4])}: {fix}")
     for key, value in own.items():
         if state[key].shape != value.shape:
-            raise LeedError(f"{file}: {key} has shape {tuple(state[key].shape)}, expected {tuple(value.shape)}")
+            raise LeedError(f"{what}: {key} has shape {tuple(state[key].shape)}, expected {tuple(value.shape)}")
     model.load_state_dict({k: state[k] for k in own})
 
 

@@ -68,7 +68,9 @@ def test_sigkill_during_checkpoints_then_resume(synth_faces: Path, tiny_run: Pat
 
 @pytest.fixture(scope="module")
 def long_clip(synth_faces: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return corpus.face_video(synth_faces, tmp_path_factory.mktemp("long"), frames=150, name="long.mp4")
+    # Long enough that no machine finishes it between the output's first bytes and the signal
+    # (150 frames took 2.3 s at 65 fps: a loaded machine's scheduling delay could cover that).
+    return corpus.face_video(synth_faces, tmp_path_factory.mktemp("long"), frames=1200, name="long.mp4")
 
 
 def _run_video(clip: Path, ref: Path, model: Path, out: Path, *extra: str) -> subprocess.Popen:
@@ -100,8 +102,7 @@ def test_sigint_mid_video_exits_130_with_nothing_written(
     ref, out = corpus.face_jpg(synth_faces, tmp_path), tmp_path / "out.mp4"
     proc = _run_video(long_clip, ref, tiny_export, out)
     wait_for(lambda: any(tmp_path.glob(".tmp-out.mp4.*")), proc)
-    time.sleep(0.3)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGINT)  # at once: the clip is far from done (see long_clip)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err[-2000:]
     assert "Traceback" not in err and "interrupted: nothing half-written was kept" in err
