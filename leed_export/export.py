@@ -76,10 +76,20 @@ class ExportConfig:
             raise LeedError("--out is required: the export folder to write (e.g. --out exports/small)")
         if out.resolve() == run_dir.resolve() or run_dir.resolve() in out.resolve().parents:
             raise LeedError(f"--out {out} is inside RUN_DIR {run_dir}; choose a folder outside the run")
+        if out.resolve() in run_dir.resolve().parents:
+            raise LeedError(
+                f"--out {out} contains RUN_DIR {run_dir}: replacing it would delete the run; choose another folder"
+            )
         if out.exists() and not out.is_dir():
             raise LeedError(f"--out {out} is a file; choose a folder")
-        if out.is_dir() and any(out.iterdir()) and not self.force:
-            raise LeedError(f"--out {out} is not empty; pass --force to replace it, or choose another folder")
+        if out.is_dir() and any(out.iterdir()):
+            if not self.force:
+                raise LeedError(f"--out {out} is not empty; pass --force to replace it, or choose another folder")
+            if not (out / "manifest.json").is_file():
+                raise LeedError(
+                    f"--out {out} is not an earlier export (no manifest.json): --force replaces only exports; "
+                    "choose a new or empty folder"
+                )
         if self.opset is not None and not onnx_export.MIN_OPSET <= self.opset <= onnx_export.max_opset():
             raise LeedError(
                 f"--opset {self.opset} is unsupported; choose {onnx_export.MIN_OPSET}..{onnx_export.max_opset()}"

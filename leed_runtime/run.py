@@ -46,6 +46,27 @@ class RunConfig:
     strip: str | None = None  # PNG: references, then input over edited for `strip_frames` frames
     strip_frames: int = 4
 
+    def _refuse_overwriting_inputs(self) -> None:
+        """--out and --strip never name an input (video, image, a reference) or each other, and
+        never a folder or a device: nothing the user had is replaced (the output is renamed into
+        place at the end, which would replace whatever is there)."""
+        inputs = {"the input video": self.video, "the input image": self.image}
+        inputs.update({f"the reference {r}": r for r in self.refs})
+        outputs = {"--out": self.out, "--strip": self.strip}
+        for flag, value in outputs.items():
+            if value is None:
+                continue
+            path = Path(value)
+            for what, src in inputs.items():
+                if src is not None and path.resolve() == Path(src).resolve():
+                    raise LeedError(f"{flag} {value} would overwrite {what}; choose another file")
+            if path.is_dir():
+                raise LeedError(f"{flag} {value} is a folder; give a file name inside it")
+            if (path.exists() and not path.is_file()) or (path.is_symlink() and not path.resolve().is_file()):
+                raise LeedError(f"{flag} {value} is not a regular file (a device or a link to one); choose a file")
+        if self.out is not None and self.strip is not None and Path(self.out).resolve() == Path(self.strip).resolve():
+            raise LeedError(f"--strip {self.strip} is also --out; give them different file names")
+
     def validate(self) -> RunConfig:
         sources = [s for s in (self.video, self.image, self.webcam) if s is not None]
         if len(sources) != 1:
@@ -77,8 +98,7 @@ class RunConfig:
         if self.out is None and self.webcam is None:
             src = Path(self.video or self.image)
             self.out = str(src.with_name(src.stem + ".leed" + (src.suffix if self.image else ".mp4")))
-        if self.out is not None and self.video is not None and Path(self.out).resolve() == Path(self.video).resolve():
-            raise LeedError(f"--out {self.out} would overwrite the input video; choose another file")
+        self._refuse_overwriting_inputs()
         return self
 
 
