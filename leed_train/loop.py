@@ -36,13 +36,14 @@ def run_training(cfg: TrainConfig) -> Path:
     rank, world = init_distributed()
     device = pick_device(cfg.device, rank)
     run_dir = Path(cfg.out)
-    _prepare_run_dir(cfg, run_dir, rank)
-    seed_everything(cfg.seed)  # same on every rank: networks start identical
-
+    # Everything that can refuse the run does so before the run folder is written: a refused
+    # run leaves no config.json or split.json for the next, correct one to trip over.
     preflight(cfg)  # missing weights or Psi are said now, not after the neutralizer
     index = scan(Path(cfg.data_dir), cfg.data_format, cfg.angles, cfg.gazes)
     if not index.samples:
         raise LeedError(f"{cfg.data_dir}: no usable images; run `leed-train {cfg.data_dir} --check`")
+    _prepare_run_dir(cfg, run_dir, rank)
+    seed_everything(cfg.seed)  # same on every rank: networks start identical
     split_path = run_dir / "split.json"
     if split_path.exists():  # stages of one run (and resumes) share one split: the neutral cache follows it
         train, val = load_split(split_path, Path(cfg.data_dir))

@@ -8,10 +8,12 @@ import os
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from leed_export.export import ExportConfig
 from leed_runtime.errors import LeedError
 from leed_runtime.run import RunConfig
+from leed_train.cli import train_main
 
 ROOT = Path(__file__).resolve().parents[2]
 VIDEO, REF = ROOT / "samples" / "real" / "talk.mp4", ROOT / "samples" / "real" / "surprised.jpg"
@@ -56,3 +58,14 @@ def test_leed_export_never_replaces_the_run_or_a_folder_that_is_not_an_export(tm
     with pytest.raises(LeedError, match="not an earlier export"):
         ExportConfig(run_dir=str(run), out=str(other), force=True).validate()
     assert (other / "holiday.jpg").is_file() and (run / "config.json").is_file()
+
+
+def test_a_refused_leed_train_writes_nothing(tmp_path: Path) -> None:
+    """A run refused for its data leaves no config.json or split.json for the next run to trip over."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    out = tmp_path / "run"
+    args = [str(empty), "--out", str(out), "--preset", "tiny", "--device", "cpu", "--perceptual", "pixels", "--no-q"]
+    result = CliRunner().invoke(train_main, args)
+    assert result.exit_code == 2 and "no images found" in result.output
+    assert not out.exists()

@@ -115,7 +115,7 @@ def test_leed_train_says_what_is_missing_before_any_training(tmp_path: Path, mon
     assert result.exit_code == 2 and "mobilenet_v2" in result.output and "make weights" in result.output
     result = CliRunner().invoke(train_main, [*base, "--perceptual", "pixels"])
     assert result.exit_code == 2 and "--psi fer" in result.output and "--no-q" in result.output
-    assert not (tmp_path / "run" / "checkpoints").exists()
+    assert not (tmp_path / "run").exists()  # a refused run writes nothing (no config.json, no split.json)
 
 
 needs_mobilenet = pytest.mark.skipif(
