@@ -131,7 +131,8 @@ def run_export(cfg: ExportConfig) -> Path:
     started = time.perf_counter()
     out = Path(cfg.out)
     run = load_trained(cfg.run_dir)
-    faces, references = _real_crops(run, cfg)
+    train, val = _split(run, cfg)
+    faces, references = _real_crops(run, cfg, train, val)
     alpha = torch.linspace(0.0, 1.5, len(faces))
     click.echo(
         f"leed-export: {cfg.run_dir} (preset {run.cfg.net.preset}) -> {out}; "
@@ -150,7 +151,7 @@ def run_export(cfg: ExportConfig) -> Path:
             manifest.source["residual_base"] = cfg.residual_base
         graphs = build_graphs(run, cfg.residual_edit, cfg.residual_gate, cfg.residual_base)
         manifest.source["fit"] = {
-            **calibrate_fit(graphs["fit"], _training_crops(run, cfg)),
+            **calibrate_fit(graphs["fit"], _training_crops(run, train)),
             "full_edit_below": FIT_FULL,
             "no_edit_above": FIT_NONE,
         }
@@ -230,32 +231,37 @@ def run_export(cfg: ExportConfig) -> Path:
 # -- steps -------------------------------------------------------------------------------------
 
 
-def _real_crops(run: TrainedRun, cfg: ExportConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """`cfg.samples` face crops and as many reference crops from the run's own split
-    (held-out subjects first), as float32 NCHW in [-1, 1]."""
+def _split(run: TrainedRun, cfg: ExportConfig) -> tuple[list, list]:
+    """The run's (train, val) samples, read once for the parity crops and the guard's calibration."""
     data = Path(cfg.data or run.cfg.data_dir)
     if not data.is_dir():
         raise LeedError(
             f"{run.run_dir / 'config.json'}: data_dir {data} is gone; pass --data DIR (the dataset the run was trained on)"
         )
-    train, val = load_split(run.run_dir / "split.json", data)
+    return load_split(run.run_dir / "split.json", data)
+
+
+def _real_crops(run: TrainedRun, cfg: ExportConfig, train: list, val: list) -> tuple[torch.Tensor, torch.Tensor]:
+    """`cfg.samples` face crops and as many reference crops from the run's own split
+    (held-out subjects first), as float32 NCHW in [-1, 1]."""
     samples = val + train
     if len(samples) < 2 * cfg.samples:
         raise LeedError(f"--samples {cfg.samples}: the run's split has only {len(samples)} images; use fewer")
     picks = np.linspace(0, len(samples) - 1, 2 * cfg.samples).round().astype(int)
-    chosen = [samples[i] for i in picks]
-    crops = CropCache(size=run.cfg.net.image_size).load_crops(chosen, progress=False)
-    images = torch.stack([to_tensor(c) for c in crops])
+    images = _crops(run, [samples[i] for i in picks])
     return images[0::2].contiguous(), images[1::2].contiguous()
 
 
-def _training_crops(run: TrainedRun, cfg: ExportConfig, n: int = 512) -> torch.Tensor:
-    """Up to `n` of the run's training crops (evenly spread), float32 NCHW in [-1, 1]: what the
-    domain guard calls a face the model knows."""
-    data = Path(cfg.data or run.cfg.data_dir)
-    train, _ = load_split(run.run_dir / "split.json", data)
+def _training_crops(run: TrainedRun, train: list, n: int = 512) -> torch.Tensor:
+    """Up to `n` of the run's training crops (evenly spread): what the domain guard calls a face
+    the model knows."""
     picks = np.unique(np.linspace(0, len(train) - 1, min(n, len(train))).round().astype(int))
-    crops = CropCache(size=run.cfg.net.image_size).load_crops([train[i] for i in picks], progress=False)
+    return _crops(run, [train[i] for i in picks])
+
+
+def _crops(run: TrainedRun, samples: list) -> torch.Tensor:
+    """Aligned crops of `samples` (the crop cache), float32 NCHW in [-1, 1]."""
+    crops = CropCache(size=run.cfg.net.image_size).load_crops(samples, progress=False)
     return torch.stack([to_tensor(c) for c in crops])
 
 

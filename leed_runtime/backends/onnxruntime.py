@@ -106,7 +106,8 @@ class OnnxRuntimeBackend(Backend):
         options.log_severity_level = 3  # errors only: warnings about CPU shape nodes are expected
         providers: list[Any] = [self.row.provider]
         if self.row.uses_cuda:
-            preload_cuda_libraries(ort)
+            # `_cuda_options` checks the provider with `cuda_provider_problem`, which loads the CUDA
+            # libraries once per process (then proves a session runs) before this session opens
             providers = [(self.row.provider, self._cuda_options(ort))]
         try:
             session = ort.InferenceSession(str(path), options, providers=providers)
