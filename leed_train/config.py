@@ -151,6 +151,11 @@ class TrainConfig:
     max_steps: int = option(
         0, "> 0: stop each stage after N steps (smoke runs); the lr schedule still follows --epochs."
     )
+    minutes: float = option(
+        0.0,
+        "> 0: each stage ends in about this many minutes: after a few steps its length is fixed from the "
+        "measured speed and the lr schedule (and stage 2's final decoder calibration) fit into it.",
+    )
     batch_size: int = option(24, "LEED (and Psi) batch size (paper: 24).")
     lr: float = option(1e-4, "LEED learning rate (paper: 1e-4).")
     lr_decoder: float = option(0.0, "> 0: D's learning rate (same schedule); 0: --lr.")

@@ -207,6 +207,51 @@ def batches_of(run: Run, dataset: Any, batch: int, start: int, total: int) -> It
             step += 1
 
 
+class TimeBudget:
+    """`--minutes`: fix a stage's number of steps once from its measured speed.
+
+    `fit(step, total)` returns `total` until `warmup` steps after the first call have run, then
+    once and for good the smaller of `total` and the step the stage reaches when the minutes
+    (counted from the first call) are spent at the speed of the steps after the first few (which
+    pay for cuDNN's search and the first allocations). Ranks agree on it: rank 0's figure is sent
+    to the others. Off (`minutes <= 0`): `total` unchanged.
+    """
+
+    def __init__(self, run: Run, minutes: float, warmup: int = 30) -> None:
+        self.run, self.seconds, self.warmup = run, minutes * 60.0, warmup
+        self.start_time: float | None = None
+        self.first = self.mark = 0
+        self.mark_time = 0.0
+        self.fixed: int | None = None
+
+    def fit(self, step: int, total: int) -> int:
+        if self.seconds <= 0:
+            return total
+        if self.fixed is not None:
+            return min(total, self.fixed)
+        now = time.perf_counter()
+        if self.start_time is None:
+            self.start_time, self.first = now, step
+            return total
+        if step == self.first + 5:
+            self.mark, self.mark_time = step, now
+        if step < self.first + self.warmup:
+            return total
+        rate = (step - self.mark) / max(now - self.mark_time, 1e-6)
+        steps = step + int(rate * max(0.0, self.seconds - (now - self.start_time)))
+        if self.run.world > 1:
+            box = [steps]
+            dist.broadcast_object_list(box, src=0)
+            steps = int(box[0])
+        self.fixed = max(step + 1, steps)
+        if self.run.main:
+            print(
+                f"leed-train: --minutes {self.seconds / 60:g}: {rate:.2f} steps/s, the stage ends at step "
+                f"{min(total, self.fixed)} (of {total})"
+            )
+        return min(total, self.fixed)
+
+
 def linear_decay(step: int, total: int, decay_from: int, base: float) -> float:
     """Constant `base` until `decay_from`, then linear to 0 at `total` (paper Sec. 8)."""
     if step < decay_from or total <= decay_from:

@@ -34,6 +34,7 @@ from leed_train.model import Leed
 from leed_train.networks import build_leed_networks
 from leed_train.run import (
     Run,
+    TimeBudget,
     all_reduce_grads,
     batch_order,
     batches_of,
@@ -173,7 +174,13 @@ def train_leed(run: Run) -> dict[str, torch.nn.Module]:
     total_planned = cfg.epochs * per_epoch
     total = total_planned if cfg.max_steps <= 0 else min(total_planned, cfg.max_steps)
     bar = tqdm(total=total, initial=start, desc="stage 2 LEED", disable=not run.main, dynamic_ncols=True)
+    budget = TimeBudget(run, cfg.minutes)
     for step, _epoch, batch in batches_of(run, data, cfg.batch_size, start, total):
+        total_planned = budget.fit(step, total_planned)  # --minutes: the schedule fits the time
+        total = min(total, total_planned)
+        bar.total = total
+        if step >= total:
+            break
         decay = linear_decay(step, total_planned, total_planned // 2, 1.0)  # one schedule, scaled per network
         lr = cfg.lr * decay
         for k, opt in opts.items():

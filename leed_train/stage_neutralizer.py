@@ -25,6 +25,7 @@ from leed_train.data.datasets import FaceCrops
 from leed_train.data.names import EXPRESSIONS
 from leed_train.run import (
     Run,
+    TimeBudget,
     all_reduce_grads,
     batches_of,
     check_ranks_agree,
@@ -129,8 +130,14 @@ def train_neutralizer(run: Run) -> torch.nn.Module:
             )
         pairs = (pair_targets, torch.from_numpy(pair_has))
     bar = tqdm(total=total, initial=start, desc="neutralizer", disable=not run.main, dynamic_ncols=True)
+    budget, planned = TimeBudget(run, cfg.minutes), cfg.gan_iters
     for step, _epoch, batch in batches_of(run, data, cfg.gan_batch_size, start, total):
-        lr = linear_decay(step, cfg.gan_iters, cfg.gan_iters - min(cfg.gan_decay_iters, cfg.gan_iters // 2), cfg.gan_lr)
+        planned = budget.fit(step, planned)  # --minutes: the schedule fits the time
+        total = min(total, planned)
+        bar.total = total
+        if step >= total:
+            break
+        lr = linear_decay(step, planned, planned - min(cfg.gan_decay_iters, planned // 2), cfg.gan_lr)
         for opt in (opt_g, opt_d):
             for group in opt.param_groups:
                 group["lr"] = lr
@@ -151,7 +158,7 @@ def train_neutralizer(run: Run) -> torch.nn.Module:
             checkpoint(run, STAGE, step + 1, modules, optimizers)
     bar.close()
     check_ranks_agree(run, STAGE, modules)
-    checkpoint(run, STAGE, total, modules, optimizers, extra={"done": total >= cfg.gan_iters})
+    checkpoint(run, STAGE, total, modules, optimizers, extra={"done": total >= planned})
     return G.eval()
 
 

@@ -4,32 +4,42 @@
 # fails or a run cut short still leaves what was measured. Run from the repository root; leed
 # need not be installed (PYTHONPATH is set here).
 #
-#   scripts/gpu_check.sh            # run (make gpu-pack first, here, to fill .gpu/)
-#   scripts/gpu_check.sh --dry-run  # print each step and whether it would run or be skipped, and why
+#   scripts/gpu_check.sh [--dry-run] [all|train|measure]
+#     all      (default) train, then measure
+#     train    the real-face model: both training stages at once, its export, the model packed
+#              into $OUT/model.tgz.part* (15 MB pieces); then $OUT/train.done
+#     measure  doctor, the GPU tests, then (after train.done, when a training runs beside it:
+#              WAIT_TRAIN=seconds) the timed steps: onnxruntime-cuda per graph, leed-run on a
+#              real clip CUDA vs CPU, training images/s, PyTorch inference
+#     --dry-run  print each step and whether it would run or be skipped, and why (CI runs it)
 #
-# Order, most valuable first: the real-face training run (stage 1 + 2, then its export comes back),
-# doctor, the GPU tests, training images/s, PyTorch inference, then what needs onnxruntime-gpu
-# (parity CUDA vs CPU) and PyAV (leed-run on a real clip, CUDA vs CPU), each skipped with the
-# reason when its library is absent (NOTES.md: carry their wheels in pieces first).
+# make gpu-pack, here, fills .gpu/ first (real face crops, weights, a 720p clip); the device
+# tool starts `train` in the background in its first call and `measure` in a later one, so
+# the training runs while the wheels travel (README, "The GPU check").
 set -u -o pipefail
-DRY=0; [ "${1:-}" = "--dry-run" ] && DRY=1
+DRY=0; [ "${1:-}" = "--dry-run" ] && { DRY=1; shift; }
+PHASE=${1:-all}
+case $PHASE in all|train|measure) ;; *) echo "gpu_check.sh: unknown phase '$PHASE'; use all, train or measure" >&2; exit 2;; esac
 ROOT=$(cd "$(dirname "$0")/.." && pwd); cd "$ROOT"
-OUT=${OUT:-$ROOT/gpu-results}; mkdir -p "$OUT"
+OUT=${OUT:-$ROOT/gpu-results}; mkdir -p "$OUT/logs"
 PY=${PYTHON:-python3}  # the interpreter with torch (make gpu-check passes the venv's when there is one)
-PRESET=${PRESET:-compact}          # compact: an export small enough to come back ($OUT: 16 MB a file)
-TRAIN_S=${TRAIN_S:-270}            # seconds for both training stages together
-DATA=${DATA:-$ROOT/.gpu/faces-tw128}
+PACK=${PACK:-$ROOT/.gpu}           # what `make gpu-pack` wrote
+PRESET=${PRESET:-compact}
+MINUTES=${MINUTES:-4.5}            # each training stage (they run at the same time)
+DATA=${DATA:-$PACK/faces-tw128}
+RUN=${RUN:-/tmp/leed-gpu-run}; RUN_G=$RUN-neutralizer; EXP=${EXP:-/tmp/leed-gpu-export}
 export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 PYTHONPATH=/tmp/site:$ROOT${PYTHONPATH:+:$PYTHONPATH}
-[ -d "$ROOT/.gpu/torch" ] && export TORCH_HOME=$ROOT/.gpu/torch
-LOG=$OUT/log.txt; : > "$LOG"
+[ -d "$PACK/torch" ] && export TORCH_HOME=$PACK/torch
+LOG=$OUT/log.txt; touch "$LOG"
 say() { echo "$*" | tee -a "$LOG"; }
-# step NAME SECONDS REASON-TO-SKIP(empty = run) COMMAND...: timed, logged, never stops the script
+# step NAME SECONDS REASON-TO-SKIP(empty = run) COMMAND...: timed, its output in logs/NAME.log,
+# never stops the script
 step() {
   local name=$1 secs=$2 skip=$3; shift 3
   if [ -n "$skip" ]; then say "=== $name: skipped: $skip"; return 0; fi
   if [ $DRY = 1 ]; then say "=== $name: would run (limit ${secs}s): $*"; return 0; fi
   say "=== $(date +%T) $name (limit ${secs}s): $*"
-  local t0=$SECONDS; timeout -k 10 "$secs" "$@" >> "$LOG" 2>&1; local rc=$?
+  local t0=$SECONDS; timeout -k 10 "$secs" "$@" > "$OUT/logs/$name.log" 2>&1; local rc=$?
   say "=== $name: exit $rc after $((SECONDS - t0)) s"; echo "$name $rc $((SECONDS - t0))" >> "$OUT/steps.txt"
 }
 has() { $PY -c "import $1" 2>/dev/null; }
@@ -40,41 +50,65 @@ NODATA=""; [ -f "$DATA/landmarks.csv" ] || NODATA="no training data at $DATA (ru
 NOORT=""; $PY -c "import onnxruntime as o, sys; sys.exit('CUDAExecutionProvider' not in o.get_available_providers())" 2>/dev/null \
   || NOORT="onnxruntime-gpu is not installed (carry its wheel in pieces: NOTES.md)"
 NOAV=""; has av || NOAV="PyAV is not installed (carry the av wheel: NOTES.md)"
-say "gpu-check $(date -u +%FT%TZ) dry-run=$DRY cuda=$CUDA preset=$PRESET data=$DATA out=$OUT"
+say "gpu-check $PHASE $(date -u +%FT%TZ) dry-run=$DRY cuda=$CUDA preset=$PRESET minutes=$MINUTES data=$DATA out=$OUT"
 [ "$CUDA" = 1 ] && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | tee -a "$LOG"
 
-# 1. The real-face model: stage 1 (masked neutralizer) and stage 2 (LEED), bf16, then its export.
-RUN=/tmp/leed-gpu-run; EXP=/tmp/leed-gpu-export
-COMMON=(--out $RUN --preset $PRESET --val-fraction 0.2 --device cuda --workers 8 --amp bf16 --gan-pair-only --gan-mask
-        --log-every 50 --sample-every 1000 --checkpoint-every 250)
-step train-stage1 $((TRAIN_S / 3)) "${NOGPU:-$NODATA}" leed leed_train.cli train_main "$DATA" "${COMMON[@]}" \
-  --stage neutralizer --gan-iters 4000 --gan-lr 1e-3
-step train-stage2 $((TRAIN_S * 2 / 3)) "${NOGPU:-$NODATA}" leed leed_train.cli train_main "$DATA" "${COMMON[@]}" \
-  --stage leed --perceptual mobilenet_v2 --no-q --lambda-adv 0.01 --batch-size 32 --epochs 120 --lr 2e-4 --lr-decoder 1e-3
-step export 90 "${NOGPU:-$NODATA}" leed leed_export.cli main $RUN --out $EXP --force --residual-edit
-[ $DRY = 0 ] && [ -d $RUN ] && tar czf "$OUT/run-logs.tgz" -C $RUN config.json split.json stats.jsonl samples 2>/dev/null
-[ $DRY = 0 ] && [ -d $EXP ] && tar czf - -C $EXP . | split -b 15m - "$OUT/export.tgz.part"
+train() {
+  # Stage 1 (the masked neutralizer) and stage 2 (LEED on the people's own neutral photos) need
+  # nothing of each other, so they share the GPU; --minutes fits each schedule into the time.
+  local skip=${NOGPU:-$NODATA} limit=$(awk "BEGIN { print int($MINUTES * 60 + 120) }")
+  local common=(--preset $PRESET --val-fraction 0.2 --device cuda --workers 0 --amp bf16 --gan-pair-only --gan-mask
+                --minutes $MINUTES --log-every 50 --sample-every 500 --checkpoint-every 500)
+  step train-stage1 $limit "$skip" leed leed_train.cli train_main "$DATA" --out $RUN_G "${common[@]}" \
+    --stage neutralizer --gan-iters 100000 --gan-batch-size 32 --gan-lr 1e-3 --gan-lambda-keep 0.1 &
+  step train-stage2 $limit "$skip" leed leed_train.cli train_main "$DATA" --out $RUN "${common[@]}" \
+    --stage leed --neutrals photos --perceptual mobilenet_v2 --no-q --lambda-adv 0.01 --batch-size 32 \
+    --epochs 5000 --lr 2e-4 --lr-decoder 1e-3
+  wait
+  if [ $DRY = 0 ] && [ -d $RUN_G/checkpoints ] && [ -d $RUN/checkpoints ]; then  # the neutralizer joins the run
+    cp -r "$(ls -d $RUN_G/checkpoints/neutralizer-* | tail -1)" $RUN/checkpoints/
+  fi
+  step export 150 "${NOGPU:-$NODATA}" leed leed_export.cli main $RUN --out $EXP --force \
+    --residual-edit --residual-base input --residual-gate 0.2
+  if [ $DRY = 0 ] && [ -d $RUN/checkpoints ]; then  # weights, logs and samples, no optimizer state
+    mkdir -p $RUN/neutralizer-run && cp -r $RUN_G/stats.jsonl $RUN_G/samples $RUN/neutralizer-run/ 2>/dev/null
+    local last=$(cd $RUN && for s in leed neutralizer; do ls -d checkpoints/$s-* 2>/dev/null | tail -1; done)
+    (cd $RUN && tar czf - config.json split.json stats.jsonl samples neutralizer-run \
+      $(for c in $last; do echo $c/weights.safetensors $c/state.json; done)) | split -b 15m - "$OUT/model.tgz.part"
+  fi
+  [ $DRY = 0 ] && touch "$OUT/train.done"
+}
 
-# 2. What the machine and leed see, and the GPU tests.
-step doctor 60 "" leed leed_runtime.cli doctor_main --json
-step gpu-tests 150 "$NOGPU" $PY -m pytest -q -p no:cacheprovider -rfEs -m gpu tests --junitxml="$OUT/pytest-gpu.xml"
+measure() {
+  step doctor 60 "" leed leed_runtime.cli doctor_main --json
+  step gpu-tests 180 "$NOGPU" $PY -m pytest -q -p no:cacheprovider -rfEs -m gpu tests --junitxml="$OUT/pytest-gpu.xml"
+  if [ $DRY = 0 ] && [ -n "${WAIT_TRAIN:-}" ]; then  # the timed steps need the GPU to themselves
+    local t0=$SECONDS
+    while [ ! -f "$OUT/train.done" ] && [ $((SECONDS - t0)) -lt "$WAIT_TRAIN" ]; do sleep 2; done
+    say "=== waited $((SECONDS - t0)) s for the training (train.done: $([ -f "$OUT/train.done" ] && echo yes || echo no))"
+  fi
+  local norun=""; [ -d $EXP ] || [ $DRY = 1 ] || norun="no export at $EXP (the train phase made none)"
+  local clip=$PACK/talk720.mp4; [ -f "$clip" ] || clip=samples/real/talk.mp4
+  local args=(--video $clip --ref samples/real/surprised.jpg --model $EXP)
+  step bench-ort-cuda 90 "${NOGPU:-${NOORT:-$norun}}" leed leed_export.bench.cli bench_main infer $EXP \
+    --backend onnxruntime-cuda --batch 1,64 --json "$OUT/bench-ort-cuda.json"
+  step run-cuda 90 "${NOGPU:-${NOORT:-${NOAV:-$norun}}}" leed leed_runtime.cli run_main "${args[@]}" \
+    --backend onnxruntime-cuda --out /tmp/out-cuda.mp4 --strip "$OUT/strip-cuda.png" --summary-json "$OUT/run-cuda.json"
+  step bench-train-paper 60 "$NOGPU" leed leed_export.bench.cli bench_main train --preset paper --device cuda \
+    --batch-size 24 --steps 20 --warmup 5 --no-q --json "$OUT/bench-train-paper.json"
+  step bench-torch 60 "${NOGPU:-$([ -d $RUN ] || [ $DRY = 1 ] || echo 'no trained run')}" leed leed_export.bench.cli \
+    bench_main infer $EXP --torch $RUN --batch 1,64 --json "$OUT/bench-torch.json"
+  step bench-ort-cuda-graph 90 "${NOGPU:-${NOORT:-$norun}}" leed leed_export.bench.cli bench_main infer $EXP \
+    --backend onnxruntime-cuda --batch 1,64 --cuda-graph --nhwc --json "$OUT/bench-ort-cuda-graph.json"
+  step bench-train-small 60 "$NOGPU" leed leed_export.bench.cli bench_main train --preset small --device cuda \
+    --batch-size 24 --steps 20 --warmup 5 --no-q --json "$OUT/bench-train-small.json"
+  step run-cpu 90 "${NOAV:-$norun}" leed leed_runtime.cli run_main "${args[@]}" --backend onnxruntime-cpu \
+    --out /tmp/out-cpu.mp4 --summary-json "$OUT/run-cpu.json"
+}
 
-# 3. Training and PyTorch inference speed (images/s; ms per chain at batch 1 and frames/s at 64).
-for p in small paper; do
-  step bench-train-$p 60 "$NOGPU" leed leed_export.bench_cli bench_main train --preset $p --device cuda \
-    --batch-size 24 --steps 20 --warmup 5 --no-q --json "$OUT/bench-train-$p.json"
-done
-step bench-torch 60 "${NOGPU:-$([ -d $RUN ] || [ $DRY = 1 ] || echo 'no trained run')}" leed leed_export.bench_cli bench_main \
-  infer $EXP --torch $RUN --batch 1,64 --json "$OUT/bench-torch.json"
-
-# 4. onnxruntime-gpu: every graph CUDA vs CPU, then the pipeline on a real clip, CUDA vs CPU.
-step bench-ort-cuda 120 "${NOGPU:-$NOORT}" leed leed_export.bench_cli bench_main infer $EXP --backend onnxruntime-cuda \
-  --batch 1,64 --json "$OUT/bench-ort-cuda.json"
-step bench-ort-cuda-graph 120 "${NOGPU:-$NOORT}" leed leed_export.bench_cli bench_main infer $EXP \
-  --backend onnxruntime-cuda --batch 1,64 --cuda-graph --nhwc --json "$OUT/bench-ort-cuda-graph.json"
-CLIP="--video samples/real/talk.mp4 --ref samples/real/surprised.jpg"
-step run-cuda 120 "${NOGPU:-${NOORT:-$NOAV}}" leed leed_runtime.cli run_main $CLIP --model $EXP --backend onnxruntime-cuda \
-  --out /tmp/out-cuda.mp4 --strip "$OUT/strip-cuda.png" --summary-json "$OUT/run-cuda.json"
-step run-cpu 120 "${NOAV}" leed leed_runtime.cli run_main $CLIP --model ${EXP} --backend onnxruntime-cpu \
-  --out /tmp/out-cpu.mp4 --summary-json "$OUT/run-cpu.json"
-say "gpu-check done; results in $OUT"
+case $PHASE in
+  all) train; measure ;;
+  train) train ;;
+  measure) measure ;;
+esac
+say "gpu-check $PHASE done; results in $OUT"
