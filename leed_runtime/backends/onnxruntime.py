@@ -81,6 +81,7 @@ class OnnxRuntimeBackend(Backend):
         self.device = device
         self.threads = threads
         self.cuda_graph = cuda_graph
+        self.cuda_graph_refused = ""  # why onnxruntime would not capture this graph (it then runs uncaptured)
         self.prefer_nhwc = prefer_nhwc
         self.stream = stream
         self.max_batch = max_batch
@@ -110,7 +111,8 @@ class OnnxRuntimeBackend(Backend):
             # libraries once per process (then proves a session runs) before this session opens
             providers = [(self.row.provider, self._cuda_options(ort))]
         try:
-            session = ort.InferenceSession(str(path), options, providers=providers)
+            session, self.cuda_graph_refused = open_session(ort, str(path), options, providers)
+            self.cuda_graph = self.cuda_graph and not self.cuda_graph_refused
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/RuntimeException types
             raise LeedError(
                 f"{path}: onnxruntime {ort.__version__} cannot load it ({one_line(str(exc))[:300]}); re-run leed-export"
@@ -152,6 +154,9 @@ class OnnxRuntimeBackend(Backend):
             "user_compute_stream": str(int(self.stream)),
             "has_user_compute_stream": "1",
             "cudnn_conv_algo_search": "EXHAUSTIVE",
+            # FP32 graphs compute in FP32 (onnxruntime's default TF32 missed parity with the CPU by
+            # 5e-4 on the H200); the FP16 graphs are the fast path
+            "use_tf32": "0",
             "enable_cuda_graph": "1" if self.cuda_graph else "0",
             "prefer_nhwc": "1" if self.prefer_nhwc else "0",
         }
@@ -321,11 +326,26 @@ ONNXRUNTIME_CPU = BackendRow(
 )
 ROWS = {"cuda": ONNXRUNTIME_CUDA, "cpu": ONNXRUNTIME_CPU}
 
-# y = Relu(x), x: float[1]: the smallest graph a CUDA session can be proven on
-_PROBE = base64.b64decode("CAg6NwoMCgF4EgF5IgRSZWx1EgVwcm9iZVoPCgF4EgoKCAgBEgQKAggBYg8KAXkSCgoICAESBAoCCAFCBAoAEA0=")
+# y = Conv(x, w), x: float[1,1,4,4], w: 3x3 of 1/9, pads 1: the smallest graph that proves a CUDA
+# session runs, cuDNN included (a Relu probe passed on the H200 while every Conv failed with
+# CUDNN_STATUS_SUBLIBRARY_VERSION_MISMATCH); its output's centre is 1 for an input of ones
+_PROBE = base64.b64decode(
+    "CAg6mgEKIgoBeAoBdxIBeSIEQ29udioRCgRwYWRzQAFAAUABQAGgAQcSBXByb2JlKjMIAQgBCAMIAxABQgF3SiQ5juM9OY7jPTmO4z05juM9"
+    "OY7jPTmO4z05juM9OY7jPTmO4z1aGwoBeBIWChQIARIQCgIIAQoCCAEKAggECgIIBGIbCgF5EhYKFAgBEhAKAggBCgIIAQoCCAQKAggEQgQK"
+    "ABAN"
+)
 # The CUDA libraries onnxruntime-gpu dlopens, in dependency order, as the pip `nvidia-*` wheels
 # (torch's among them) ship them under site-packages/nvidia/*/lib.
-CUDA_LIBRARIES = ("libcudart.so", "libcublasLt.so", "libcublas.so", "libcufft", "libcurand", "libcudnn")
+CUDA_LIBRARIES = (
+    "libcudart.so",
+    "libnvrtc",
+    "libnvJitLink",
+    "libcublasLt.so",
+    "libcublas.so",
+    "libcufft",
+    "libcurand",
+    "libcudnn",
+)
 
 
 def preload_cuda_libraries(ort: ModuleType) -> list[str]:
@@ -338,25 +358,51 @@ def preload_cuda_libraries(ort: ModuleType) -> list[str]:
     if preload is not None:
         with contextlib.suppress(Exception):  # a partial preload is fine: the ctypes pass below completes it
             preload()
-    found: dict[str, list[Path]] = {name: [] for name in CUDA_LIBRARIES}
-    for entry in sys.path:
-        for lib_dir in sorted(Path(entry).glob("nvidia/*/lib")) if entry else []:
-            for file in sorted(lib_dir.glob("lib*.so*")):
-                for name in CUDA_LIBRARIES:
-                    if file.name.startswith(name):
-                        found[name].append(file)
-    loaded, failed = [], []
-    for file in [f for name in CUDA_LIBRARIES for f in found[name]]:
-        try:
-            ctypes.CDLL(str(file), mode=ctypes.RTLD_GLOBAL)
-            loaded.append(str(file))
-        except OSError:
-            failed.append(file)  # a library whose own dependency comes later in the list
-    for file in failed:
-        with contextlib.suppress(OSError):
-            ctypes.CDLL(str(file), mode=ctypes.RTLD_GLOBAL)
-            loaded.append(str(file))
+    pending = cuda_library_files(sys.path)
+    loaded: list[str] = []
+    while pending:  # a library whose own dependency comes later loads on a later pass
+        failed = []
+        for file in pending:
+            try:
+                ctypes.CDLL(str(file), mode=ctypes.RTLD_GLOBAL)
+                loaded.append(str(file))
+            except OSError:
+                failed.append(file)
+        if len(failed) == len(pending):
+            break
+        pending = failed
     return loaded
+
+
+def cuda_library_files(path: list[str]) -> list[Path]:
+    """The files to preload, in CUDA_LIBRARIES order: each library from the first
+    `site-packages/nvidia/*/lib` folder on `path` that has it, and every part of it from that one
+    folder. cuDNN's parts must all be of one version: on the H200 torch's cuDNN 9.19 sat beside
+    the system's 9.14, and a part missing from the preload (its runtime-compiled engines need
+    NVRTC) was then found in the system's, which cuDNN refuses (SUBLIBRARY_VERSION_MISMATCH)."""
+    chosen: dict[str, list[Path]] = {}
+    for entry in path:
+        for lib_dir in sorted(Path(entry).glob("nvidia/*/lib")) if entry else []:
+            files = sorted(lib_dir.glob("lib*.so*"))
+            for name in CUDA_LIBRARIES:
+                if name not in chosen and any(f.name.startswith(name) for f in files):
+                    chosen[name] = [f for f in files if f.name.startswith(name)]
+    return [f for name in CUDA_LIBRARIES for f in chosen.get(name, [])]
+
+
+def open_session(ort: Any, path: str, options: Any, providers: list[Any]) -> tuple[Any, str]:
+    """An InferenceSession, and "" or why onnxruntime refused to capture CUDA graphs for it.
+
+    onnxruntime captures a graph only when every node runs on CUDA; a graph with shape arithmetic
+    left on the CPU (on the H200: the neutralizer) is opened again without capture, not refused."""
+    try:
+        return ort.InferenceSession(path, options, providers=providers), ""
+    except Exception as exc:
+        first = providers[0]
+        if not (isinstance(first, tuple) and first[1].get("enable_cuda_graph") == "1" and "graph capture" in str(exc)):
+            raise
+        retry = [(first[0], {**first[1], "enable_cuda_graph": "0"}), *providers[1:]]
+        return ort.InferenceSession(path, options, providers=retry), one_line(str(exc))[:200]
 
 
 _PROBED: dict[int, str | None] = {}
@@ -381,6 +427,14 @@ def _probe_cuda_session(ort: ModuleType) -> str | None:
         return (
             f"onnxruntime {ort.__version__} lists CUDAExecutionProvider but its session fell back to the CPU "
             f"(CUDA or cuDNN libraries not loadable); {GPU_FIX_LIBS}"
+        )
+    try:
+        y = session.run(None, {"x": np.ones((1, 1, 4, 4), np.float32)})[0]
+    except Exception as exc:  # noqa: BLE001
+        return f"onnxruntime {ort.__version__} cannot run a convolution on CUDA ({one_line(str(exc))[:200]}); {GPU_FIX_LIBS}"
+    if abs(float(y[0, 0, 1, 1]) - 1.0) > 1e-3:
+        return (
+            f"onnxruntime {ort.__version__}: a convolution on CUDA gave {float(y[0, 0, 1, 1])}, not 1; {GPU_FIX_LIBS}"
         )
     return None
 

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from leed_runtime import cuda
@@ -37,21 +38,110 @@ def test_cuda_libraries_are_loaded_from_the_nvidia_wheels_in_dependency_order(
     assert "libcudnn_ops.so.9" in names
 
 
+def test_each_cuda_library_comes_whole_from_one_folder(tmp_path: Path) -> None:
+    """Two cuDNN versions on the path (torch's wheel and another): every part from the first
+    folder, none from the second, so cuDNN never finds a part of another version; NVRTC (which
+    cuDNN's runtime-compiled engines need) before cuDNN."""
+    first, second = tmp_path / "a", tmp_path / "b"
+    for site, version in ((first, "9.19"), (second, "9.14")):
+        lib = site / "nvidia" / "cudnn" / "lib"
+        lib.mkdir(parents=True)
+        for part in ("libcudnn.so.9", "libcudnn_ops.so.9", "libcudnn_engines_runtime_compiled.so.9"):
+            (lib / part).write_text(version)
+    (second / "nvidia" / "cu13" / "lib").mkdir(parents=True)
+    (second / "nvidia" / "cu13" / "lib" / "libnvrtc.so.13").write_bytes(b"")
+    files = ortb.cuda_library_files([str(first), str(second)])
+    cudnn = [f for f in files if f.name.startswith("libcudnn")]
+    assert len(cudnn) == 3 and all(f.read_text() == "9.19" for f in cudnn)
+    assert files[0].name == "libnvrtc.so.13"
+
+
+def test_preload_retries_a_library_whose_dependency_comes_later(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lib = tmp_path / "nvidia" / "cudnn" / "lib"
+    lib.mkdir(parents=True)
+    for part in ("libcudnn.so.9", "libcudnn_adv.so.9"):
+        (lib / part).write_bytes(b"")
+    loaded: list[str] = []
+
+    def cdll(path: str, mode: int = 0) -> None:
+        if Path(path).name == "libcudnn.so.9" and "libcudnn_adv.so.9" not in loaded:
+            raise OSError("needs adv")  # stands for a dependency that sorts later
+        loaded.append(Path(path).name)
+
+    monkeypatch.setattr(sys, "path", [str(tmp_path)])
+    monkeypatch.setattr(ctypes, "CDLL", cdll)
+    assert [Path(p).name for p in ortb.preload_cuda_libraries(SimpleNamespace())] == loaded
+    assert loaded == ["libcudnn_adv.so.9", "libcudnn.so.9"]
+
+
+def test_the_probe_graph_is_a_convolution_whose_centre_is_one() -> None:
+    ort = pytest.importorskip("onnxruntime")
+    session = ort.InferenceSession(ortb._PROBE, providers=["CPUExecutionProvider"])
+    y = session.run(None, {"x": np.ones((1, 1, 4, 4), np.float32)})[0]
+    assert y.shape == (1, 1, 4, 4) and abs(float(y[0, 0, 1, 1]) - 1.0) < 1e-6 and float(y[0, 0, 0, 0]) < 0.5
+
+
 class _Session:
-    def __init__(self, providers: list[str]) -> None:
-        self._providers = providers
+    def __init__(self, providers: list[str], run_error: str = "") -> None:
+        self._providers, self._run_error = providers, run_error
 
     def get_providers(self) -> list[str]:
         return self._providers
 
+    def run(self, outputs: object, feeds: dict) -> list:
+        if self._run_error:
+            raise RuntimeError(self._run_error)
+        return [np.ones((1, 1, 4, 4), np.float32)]
 
-def _fake_ort(session_providers: list[str]) -> SimpleNamespace:
+
+def _fake_ort(session_providers: list[str], run_error: str = "") -> SimpleNamespace:
     return SimpleNamespace(
         __version__="9.9.9",
         get_available_providers=lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"],
         SessionOptions=lambda: SimpleNamespace(log_severity_level=0),
-        InferenceSession=lambda model, options, providers: _Session(session_providers),
+        InferenceSession=lambda model, options, providers: _Session(session_providers, run_error),
     )
+
+
+def test_a_cuda_session_whose_convolution_fails_is_a_problem(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the H200 showed: the session opens on CUDA, its first Conv fails in cuDNN."""
+    monkeypatch.setattr(cuda, "cuda_available", lambda: True)
+    monkeypatch.setattr(ortb, "preload_cuda_libraries", lambda ort: [])
+    ortb._PROBED.clear()
+    broken = _fake_ort(
+        ["CUDAExecutionProvider"], run_error="CUDNN failure 1002: CUDNN_STATUS_SUBLIBRARY_VERSION_MISMATCH"
+    )
+    problem = ortb.OnnxRuntimeBackend.library_problem(ortb.ONNXRUNTIME_CUDA, broken)
+    ortb._PROBED.clear()
+    assert problem is not None and "cannot run a convolution" in problem and "SUBLIBRARY_VERSION_MISMATCH" in problem
+
+
+def test_a_graph_onnxruntime_will_not_capture_opens_uncaptured() -> None:
+    opened: list[str] = []
+
+    def session(path: str, options: object, providers: list) -> str:
+        opened.append(providers[0][1]["enable_cuda_graph"])
+        if providers[0][1]["enable_cuda_graph"] == "1":
+            raise RuntimeError("This session cannot use the graph capture feature as requested by the user")
+        return "session"
+
+    ort = SimpleNamespace(InferenceSession=session)
+    providers = [("CUDAExecutionProvider", {"enable_cuda_graph": "1", "device_id": "0"})]
+    got, refused = ortb.open_session(ort, "g.onnx", None, providers)
+    assert got == "session" and "graph capture" in refused and opened == ["1", "0"]
+    opened.clear()
+    assert ortb.open_session(ort, "g.onnx", None, [("CUDAExecutionProvider", {"enable_cuda_graph": "0"})]) == (
+        "session",
+        "",
+    )
+
+    def other_error(path: str, options: object, providers: list) -> str:
+        raise RuntimeError("Invalid model")
+
+    with pytest.raises(RuntimeError, match="Invalid model"):
+        ortb.open_session(SimpleNamespace(InferenceSession=other_error), "g.onnx", None, providers)
 
 
 def test_a_listed_cuda_provider_that_falls_back_is_a_problem(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -57,3 +57,23 @@ def test_bf16_only_where_the_gpu_has_it(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)  # A100, H100
     assert run.use_bf16(cuda, "auto") and not run.use_bf16(cuda, "off")
     assert not run.use_bf16(cpu, "auto") and run.use_bf16(cpu, "bf16")
+
+
+def test_minutes_fix_the_stage_length_once_from_the_measured_speed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--minutes 1 at 2 steps/s after a slow start: 30 steps in 15 s, 45 s left = 90 more steps."""
+    clock = [0.0]
+    monkeypatch.setattr(run.time, "perf_counter", lambda: clock[0])
+    fake = type("R", (), {"world": 1, "main": True})()
+    budget = run.TimeBudget(fake, minutes=1.0)
+    got = []
+    for step in range(0, 200):
+        clock[0] = 3.0 + step * 0.5 if step else 0.0  # the first step (cuDNN's search) took 3 s
+        got.append(budget.fit(step, 10_000))
+        if step >= got[-1]:
+            break
+    assert got[:30] == [10_000] * 30  # unchanged until the warm-up steps are measured
+    assert budget.fixed == 30 + int(2.0 * (60 - 18.0)) == 114
+    assert got[-1] == 114 and len(got) == 115  # the loop stops at the fixed step
+    assert budget.fit(200, 80) == 80  # never longer than the stage's own plan
+    off = run.TimeBudget(fake, minutes=0.0)
+    assert [off.fit(s, 500) for s in (0, 50, 400)] == [500, 500, 500]
