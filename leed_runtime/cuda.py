@@ -155,15 +155,34 @@ class DeviceBuffer:
             self.close()
 
 
+class _PinnedMemory:
+    """One cudaMallocHost block, freed when the last numpy view of it is gone."""
+
+    def __init__(self, nbytes: int) -> None:
+        self.ptr: int = check(_rt().cudaMallocHost(max(nbytes, 1)))
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):  # interpreter shutdown: the driver frees it anyway
+            if self.ptr:
+                check(_rt().cudaFreeHost(self.ptr))
+                self.ptr = 0
+
+
 class PinnedBuffer:
-    """Page-locked host memory (cudaMallocHost) for `shape` x `dtype`; `.array` views it."""
+    """Page-locked host memory (cudaMallocHost) for `shape` x `dtype`; `.array` views it.
+
+    The memory belongs to the views, not to this object: `close()` drops this buffer's hold,
+    and the block is freed once no array handed out (an output a caller kept) still views it,
+    so closing a backend can never leave a caller reading freed memory."""
 
     def __init__(self, shape: tuple[int, ...] | list[int], dtype: np.dtype | str) -> None:
         self.dtype = np.dtype(dtype)
         self.shape = tuple(int(d) for d in shape)
         self.nbytes = math.prod(self.shape) * self.dtype.itemsize
-        self.ptr: int = check(_rt().cudaMallocHost(max(self.nbytes, 1)))
-        raw = (ctypes.c_byte * max(self.nbytes, 1)).from_address(self.ptr)
+        memory = _PinnedMemory(self.nbytes)
+        self.ptr = memory.ptr
+        raw = (ctypes.c_byte * max(self.nbytes, 1)).from_address(memory.ptr)
+        raw._leed_memory = memory  # type: ignore[attr-defined]  # every view's base chain keeps it alive
         self.array = np.frombuffer(raw, dtype=np.uint8, count=self.nbytes).view(self.dtype).reshape(self.shape)
 
     def view(self, shape: tuple[int, ...]) -> np.ndarray:
@@ -171,24 +190,27 @@ class PinnedBuffer:
         return self.array.reshape(-1)[: math.prod(shape)].reshape(shape)
 
     def close(self) -> None:
-        if self.ptr:
-            self.array = np.empty(0, self.dtype)
-            check(_rt().cudaFreeHost(self.ptr))
-            self.ptr = 0
-
-    def __del__(self) -> None:
-        with contextlib.suppress(Exception):
-            self.close()
+        self.array = np.empty(0, self.dtype)
+        self.ptr = 0
 
 
 class DeviceArray:
-    """A tensor on the GPU: a pointer into `buffer` with a shape and dtype (no ownership
-    beyond keeping `buffer` alive). Backends accept these as feeds and can return them."""
+    """A tensor on the GPU: a pointer into `buffer` with a shape and dtype, and the stream that
+    writes it. It owns nothing: it keeps `buffer` alive, but a buffer closed by its backend
+    (`deactivate`) is refused, not read. A backend's output is valid until that backend's next
+    call: copy what you keep (`to_host`)."""
 
-    def __init__(self, buffer: DeviceBuffer | int, shape: tuple[int, ...] | list[int], dtype: np.dtype | str) -> None:
+    def __init__(
+        self,
+        buffer: DeviceBuffer | int,
+        shape: tuple[int, ...] | list[int],
+        dtype: np.dtype | str,
+        stream: Stream | None = None,
+    ) -> None:
         self.buffer = buffer
         self.shape = tuple(int(d) for d in shape)
         self.dtype = np.dtype(dtype)
+        self.stream = stream
         self.nbytes = math.prod(self.shape) * self.dtype.itemsize
         capacity = getattr(buffer, "nbytes", None)
         if capacity is not None and self.nbytes > capacity:
@@ -196,17 +218,25 @@ class DeviceArray:
 
     @property
     def ptr(self) -> int:
-        return self.buffer.ptr if isinstance(self.buffer, DeviceBuffer) else int(self.buffer)
+        ptr = self.buffer.ptr if isinstance(self.buffer, DeviceBuffer) else int(self.buffer)
+        if not ptr:
+            raise LeedError(
+                f"{self!r}: its device buffer was freed (its backend was closed); copy outputs with to_host() first"
+            )
+        return ptr
 
     def to_host(self, out: np.ndarray | None = None, stream: Stream | None = None) -> np.ndarray:
-        """Copy to `out` (or a new array) and wait for it."""
+        """Copy to `out` (or a new array) on `stream` (default: the stream that wrote it, so the
+        copy follows the work that produced it) and wait for it."""
+        stream = stream if stream is not None else self.stream
         out = np.empty(self.shape, self.dtype) if out is None else out
         memcpy_dtoh_async(out, self.ptr, stream)
         _synchronize(stream)
         return out
 
     def __repr__(self) -> str:
-        return f"DeviceArray(shape={self.shape}, dtype={self.dtype}, ptr={self.ptr:#x})"
+        ptr = self.buffer.ptr if isinstance(self.buffer, DeviceBuffer) else int(self.buffer)
+        return f"DeviceArray(shape={self.shape}, dtype={self.dtype}, ptr={ptr:#x})"
 
 
 def _stream_handle(stream: Stream | None) -> Any:

@@ -252,6 +252,14 @@ class TimeBudget:
         return min(total, self.fixed)
 
 
+def to_floats(stats: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Losses kept as 0-d tensors during the steps, read back in one transfer (one host sync)."""
+    if not stats:
+        return {}
+    values = torch.stack([v.detach().float().reshape(()) for v in stats.values()]).tolist()
+    return dict(zip(stats, values, strict=True))
+
+
 def linear_decay(step: int, total: int, decay_from: int, base: float) -> float:
     """Constant `base` until `decay_from`, then linear to 0 at `total` (paper Sec. 8)."""
     if step < decay_from or total <= decay_from:

@@ -45,6 +45,7 @@ from leed_train.run import (
     resume_stage,
     save_grid,
     to_device,
+    to_floats,
 )
 
 STAGE = "leed"
@@ -189,6 +190,7 @@ def train_leed(run: Run) -> dict[str, torch.nn.Module]:
         stats = leed_step(run, nets, opts, phi, psi, reducer, batch)
         bar.update(1)
         if step % cfg.log_every == 0 or step == total - 1:
+            stats = to_floats(stats)  # the one host sync of a logged step
             bar.set_postfix({k: f"{v:.3g}" for k, v in stats.items() if k in ("L_recon", "L_exp", "L_S", "critic_w")})
             run.log.scalars(STAGE, step, {**stats, "lr": lr})
         if run.main and (step % cfg.sample_every == 0 or step == total - 1):
@@ -243,14 +245,16 @@ def leed_step(
     psi: Callable[[torch.Tensor], torch.Tensor] | None,
     reducer: torch.nn.Module | None,
     batch: dict[str, torch.Tensor],
-) -> dict[str, float]:
+) -> dict[str, torch.Tensor]:
     """One stage-2 step (main, critic, siamese phases) on a batch of I_A, I_N, R_B, R_N images
-    (B,3,H,W in [-1,1]); returns the losses by name. `leed-bench train` times it on random data."""
+    (B,3,H,W in [-1,1]); returns the losses by name as detached 0-d tensors, so the step never
+    waits for the GPU (`run.to_floats` reads them, once per logged step). `leed-bench train`
+    times it on random data."""
     cfg = run.cfg
     E, D, X, I, critic, Q, S = (nets[k] for k in ("E", "D", "X", "I", "critic", "Q", "S"))
     ia, ia_n, rb, rb_n = (to_device(run, batch[k]) for k in ("ia", "ia_n", "rb", "rb_n"))
     n = len(ia)
-    stats: dict[str, float] = {}
+    stats: dict[str, torch.Tensor] = {}
 
     # --- 1. main: E, X, I, D, Q ---
     with run.autocast():
@@ -265,7 +269,7 @@ def leed_step(
                 target = reducer(psi(rb).float())
             l_q = losses.regularizer_nll(Q(dexp).float(), target)
             total_loss = total_loss + cfg.lambda_q * l_q
-            stats["L_Q"] = l_q.item()
+            stats["L_Q"] = l_q.detach()
         alpha = torch.rand(n, 1, 1, 1, device=run.device)
         a_dexp = (alpha * dexp).detach()
         c_hat = I(c_in, a_dexp)  # Eq. 6's interpolated code, the critic's "fake"
@@ -284,7 +288,7 @@ def leed_step(
                 s_rb, s_rn, s_ib, s_in = S(torch.cat([rb, rb_n, i_b, ia_n])).float().chunk(4)
             l_s = losses.siamese_loss(s_rb, s_rn, s_ib, s_in)
             total_loss = total_loss + cfg.lambda_s * l_s
-            stats["L_S"] = l_s.item()
+            stats["L_S"] = l_s.detach()
     for k in ("E", "D", "X", "I", "Q"):
         if k in opts:
             opts[k].zero_grad(set_to_none=True)
@@ -293,9 +297,7 @@ def leed_step(
         if k in opts:
             all_reduce_grads(list(nets[k].parameters()), run.world)
             opts[k].step()
-    stats.update(
-        L_exp=l_exp.item(), L_adv=l_adv.item(), L_interp=l_interp.item(), L_idt=l_idt.item(), L_recon=l_recon.item()
-    )
+    stats.update(L_exp=l_exp, L_adv=l_adv, L_interp=l_interp, L_idt=l_idt, L_recon=l_recon)
 
     # --- 2. critic (Eq. 12) on this step's codes, detached: no extra encoder pass ---
     real_pool, fake = torch.cat([c_ia, c_rb]).detach().float(), c_hat.detach().float()
@@ -306,7 +308,7 @@ def leed_step(
         d_loss.backward()
         all_reduce_grads(list(critic.parameters()), run.world)
         opts["critic"].step()
-    stats.update({k: v.item() for k, v in parts.items()})
+    stats.update(parts)
 
     # --- 3. siamese network S (alternating with E) ---
     if cfg.use_siamese:
@@ -318,9 +320,9 @@ def leed_step(
         (l_s_net + l_margin).backward()
         all_reduce_grads(list(S.parameters()), run.world)
         opts["S"].step()
-        stats["S_margin"] = l_margin.item()
+        stats["S_margin"] = l_margin
 
-    return stats
+    return {k: v.detach() for k, v in stats.items()}
 
 
 @torch.no_grad()

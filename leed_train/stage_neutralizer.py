@@ -35,6 +35,7 @@ from leed_train.run import (
     resume_stage,
     save_grid,
     to_device,
+    to_floats,
     write_json,
 )
 from leed_train.stargan import Discriminator, Generator
@@ -150,6 +151,7 @@ def train_neutralizer(run: Run) -> torch.nn.Module:
 
         bar.update(1)
         if step % cfg.log_every == 0 or step == total - 1:
+            stats = to_floats(stats)  # the one host sync of a logged step
             bar.set_postfix({k: f"{v:.3f}" for k, v in stats.items()})
             run.log.scalars(STAGE, step, {**stats, "lr": lr})
         if run.main and (step % cfg.sample_every == 0 or step == total - 1):
@@ -171,7 +173,7 @@ def _flipped_targets(run: Run, pairs: tuple, idx: torch.Tensor, flip: torch.Tens
 def _pair_step(
     run: Run, G: torch.nn.Module, opt_g: torch.optim.Optimizer, x: torch.Tensor, idx: torch.Tensor,
     flip: torch.Tensor, pairs: tuple, neutral: int, c_dim: int,
-) -> dict[str, float]:  # fmt: skip
+) -> dict[str, torch.Tensor]:  # fmt: skip
     """`--gan-pair-only`: G(x, neutral) -> the own neutral photo by L1; no D, no cycle. With
     `--gan-mask-keep W` (and `--gan-mask`), W x the share of the face G paints is added: G then
     copies the input wherever painting does not pay, so the neutral face stays sharp where the
@@ -182,11 +184,11 @@ def _pair_step(
         planes = target_label[:, :, None, None].to(x.dtype).expand(-1, -1, x.shape[2], x.shape[3])
         fake, keep = unwrap(G).paint(x, planes)
     l_pair = losses.masked_l1(fake.float(), _flipped_targets(run, pairs, idx, flip), pairs[1][idx].to(run.device))
-    stats = {"G_loss_pair": l_pair.item()}
+    stats = {"G_loss_pair": l_pair.detach()}
     if keep is not None and run.cfg.gan_lambda_keep > 0:
         l_keep = (1 - keep.float()).mean()
         l_pair = l_pair + run.cfg.gan_lambda_keep * l_keep
-        stats["G_painted"] = l_keep.item()
+        stats["G_painted"] = l_keep.detach()
     opt_g.zero_grad(set_to_none=True)
     l_pair.backward()
     all_reduce_grads(list(G.parameters()), run.world)
@@ -198,7 +200,7 @@ def _stargan_step(
     run: Run, G: torch.nn.Module, D: torch.nn.Module, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer,
     step: int, x: torch.Tensor, idx: torch.Tensor, flip: torch.Tensor, labels: torch.Tensor, pairs: tuple | None,
     neutral: int, c_dim: int,
-) -> dict[str, float]:  # fmt: skip
+) -> dict[str, torch.Tensor]:  # fmt: skip
     """One StarGAN iteration (yunjey/stargan): D every step, G every `gan_n_critic` steps."""
     cfg = run.cfg
     c_org = labels[idx].to(run.device)
@@ -234,7 +236,7 @@ def _stargan_step(
         all_reduce_grads(list(G.parameters()), run.world)
         opt_g.step()
         parts.update(g_parts)
-    return {k.replace("/", "_"): v.item() for k, v in parts.items()}
+    return {k.replace("/", "_"): v.detach() for k, v in parts.items()}
 
 
 @torch.no_grad()

@@ -14,6 +14,7 @@ when a backend is used, so importing a backend module needs none of them.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import time
 from collections.abc import Mapping
@@ -53,7 +54,13 @@ class Backend:
 
     def activate(self) -> None:
         if not self.active:
-            self._activate()
+            try:
+                self._activate()
+            except BaseException:
+                # what a failed open made (a stream, buffers, a session) is freed now, not at exit
+                with contextlib.suppress(Exception):
+                    self._deactivate()
+                raise
             self.active = True
 
     def deactivate(self) -> None:

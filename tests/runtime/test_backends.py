@@ -523,6 +523,9 @@ def test_cuda_path_simulated_graph_sized_output(export: tuple[Path, Manifest], f
 def test_cuda_path_refuses_cpu_onnxruntime(export: tuple[Path, Manifest], monkeypatch: pytest.MonkeyPatch) -> None:
     folder, manifest = export
     monkeypatch.setattr(cuda, "cuda_available", lambda: True)
+    # the CPU wheel on any machine, also one that has onnxruntime-gpu (whose list has CUDA)
+    ort = pytest.importorskip("onnxruntime")
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
     with pytest.raises(LeedError, match=r"has no CUDAExecutionProvider .*pip install 'leed\[gpu\]'"):
         open_backend("onnxruntime-cuda", folder, manifest, "edit").activate()
 
