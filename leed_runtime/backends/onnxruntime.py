@@ -61,6 +61,7 @@ class OnnxRuntimeBackend(Backend):
         threads: int = 0,
         cuda_graph: bool = False,
         prefer_nhwc: bool = False,
+        conv_search: str = "auto",
         stream: Any = None,
         max_batch: int = 32,
         outputs_on_device: bool = False,
@@ -83,6 +84,9 @@ class OnnxRuntimeBackend(Backend):
         self.cuda_graph = cuda_graph
         self.cuda_graph_refused = ""  # why onnxruntime would not capture this graph (it then runs uncaptured)
         self.prefer_nhwc = prefer_nhwc
+        if conv_search not in CONV_SEARCH:
+            raise LeedError(f"conv_search {conv_search!r} is unknown; choose one of {', '.join(CONV_SEARCH)}")
+        self.conv_search = conv_search
         self.stream = stream
         self.max_batch = max_batch
         self.outputs_on_device = outputs_on_device
@@ -153,13 +157,25 @@ class OnnxRuntimeBackend(Backend):
             "device_id": "0",
             "user_compute_stream": str(int(self.stream)),
             "has_user_compute_stream": "1",
-            "cudnn_conv_algo_search": "EXHAUSTIVE",
+            "cudnn_conv_algo_search": self._conv_search(),
             # FP32 graphs compute in FP32 (onnxruntime's default TF32 missed parity with the CPU by
             # 5e-4 on the H200); the FP16 graphs are the fast path
             "use_tf32": "0",
             "enable_cuda_graph": "1" if self.cuda_graph else "0",
             "prefer_nhwc": "1" if self.prefer_nhwc else "0",
         }
+
+    def _conv_search(self) -> str:
+        """cuDNN's algorithm search, run once per new input shape: EXHAUSTIVE (timed, best) for
+        graphs whose shapes settle (the face graphs: the batch is the faces of a frame), HEURISTIC
+        where every frame brings new shapes (P-net's image pyramid: any height and width), since
+        an exhaustive search per new shape costs more than it saves. The detector's R-net and
+        O-net, whose batch is the candidates of each frame, are opened with "heuristic"."""
+        if self.conv_search != "auto":
+            return self.conv_search.upper()
+        batch_dims = {t.shape[0] for t in self.inputs if t.shape and isinstance(t.shape[0], str)}
+        varying = any(isinstance(d, str) and d not in batch_dims for t in self.inputs for d in t.shape[1:])
+        return "HEURISTIC" if varying else "EXHAUSTIVE"
 
     def _check_names(self, session: Any, path: Path) -> None:
         for kind, got, specs in (
@@ -318,7 +334,9 @@ ONNXRUNTIME_CUDA = BackendRow(
     suffix=".onnx",
     uses_cuda=True,
     provider="CUDAExecutionProvider",
-    options=frozenset({"threads", "cuda_graph", "prefer_nhwc", "stream", "max_batch", "outputs_on_device", "verify"}),
+    options=frozenset(
+        {"threads", "cuda_graph", "prefer_nhwc", "conv_search", "stream", "max_batch", "outputs_on_device", "verify"}
+    ),
 )
 ONNXRUNTIME_CPU = BackendRow(
     kind="onnxruntime-cpu",
@@ -334,6 +352,8 @@ ONNXRUNTIME_CPU = BackendRow(
     options=frozenset({"threads", "max_batch", "verify"}),
 )
 ROWS = {"cuda": ONNXRUNTIME_CUDA, "cpu": ONNXRUNTIME_CPU}
+
+CONV_SEARCH = ("auto", "exhaustive", "heuristic", "default")  # cuDNN's algorithm search (CUDA only)
 
 # y = Conv(x, w), x: float[1,1,4,4], w: 3x3 of 1/9, pads 1: the smallest graph that proves a CUDA
 # session runs, cuDNN included (a Relu probe passed on the H200 while every Conv failed with

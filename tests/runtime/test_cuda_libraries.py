@@ -14,6 +14,8 @@ import pytest
 
 from leed_runtime import cuda
 from leed_runtime.backends import onnxruntime as ortb
+from leed_runtime.errors import LeedError
+from leed_runtime.manifest import read_manifest
 
 
 def test_cuda_libraries_are_loaded_from_the_nvidia_wheels_in_dependency_order(
@@ -155,3 +157,19 @@ def test_a_listed_cuda_provider_that_falls_back_is_a_problem(monkeypatch: pytest
     working = _fake_ort(["CUDAExecutionProvider", "CPUExecutionProvider"])
     assert ortb.OnnxRuntimeBackend.library_problem(ortb.ONNXRUNTIME_CUDA, working) is None
     ortb._PROBED.clear()
+
+
+def test_cudnn_search_is_exhaustive_only_where_shapes_settle() -> None:
+    """P-net takes any image size (a new shape almost every frame): heuristic search; the face
+    graphs (only the batch varies) keep the exhaustive one; an explicit choice wins."""
+    folder = Path(__file__).resolve().parents[2] / "samples" / "models" / "tw-tiny"
+    manifest = read_manifest(folder)
+
+    def search(name: str, **options: str) -> str:
+        return ortb.OnnxRuntimeBackend(folder, manifest.artifacts[name], name, device="cuda", **options)._conv_search()
+
+    assert search("pnet") == "HEURISTIC"
+    assert search("edit") == "EXHAUSTIVE"
+    assert search("rnet", conv_search="heuristic") == "HEURISTIC"
+    with pytest.raises(LeedError, match="conv_search 'fast' is unknown"):
+        search("edit", conv_search="fast")
