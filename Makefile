@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 EXTRAS ?= train,runtime,tensorrt-rtx,dev
 DEMO ?= demo
 
-.PHONY: install weights gpu-pack gpu-check gpu-check-dry demo demo-data demo-train test test-fast lint format ci clean
+.PHONY: install weights gpu-pack gpu-wheels gpu-check gpu-check-dry demo demo-data demo-train test test-fast lint format ci clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,9 @@ install: $(VENV)/.installed-$(EXTRAS)
 FACES_TW ?= ../shared/data/faces-tw/images
 gpu-pack: weights
 	$(BIN)/python scripts/gpu_pack.py $(FACES_TW)
+
+gpu-wheels:
+	bash scripts/gpu_wheels.sh
 
 gpu-check:
 	PYTHON=$$( [ -x $(BIN)/python ] && echo $(BIN)/python || echo python3 ) bash scripts/gpu_check.sh
