@@ -55,7 +55,7 @@ def test_aborted_writer_leaves_nothing(tmp_path: Path) -> None:
     assert not list(tmp_path.iterdir())
 
 
-def test_odd_sizes_are_padded_for_yuv420(tmp_path: Path) -> None:
+def test_odd_sizes_are_written_at_their_exact_size(tmp_path: Path) -> None:
     out = tmp_path / "odd.mp4"
     with VideoWriter(out, 30, (65, 49)) as w:
         for _ in range(3):
