@@ -4,10 +4,10 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-EXTRAS ?= train,runtime,tensorrt-rtx,dev
+EXTRAS ?= train,runtime,tensorrt-rtx,dev,app
 DEMO ?= demo
 
-.PHONY: install weights gpu-pack gpu-wheels gpu-check gpu-check-dry demo demo-data demo-train test test-fast lint format ci clean
+.PHONY: app app-screenshot install weights gpu-pack gpu-wheels gpu-check gpu-check-dry demo demo-data demo-train test test-fast lint format ci clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -88,3 +88,11 @@ ci: lint test
 
 clean:
 	rm -rf $(VENV) $(DEMO) out.mp4 strip.png .pytest_cache .ruff_cache
+
+# The browser app (leed-app, http://127.0.0.1:7860), and its README screenshot (docs/app.png)
+# taken by the browser test through the system's Chromium.
+app: install
+	$(BIN)/leed-app
+
+app-screenshot: install
+	LEED_APP_SCREENSHOT=$(CURDIR)/docs/app.png $(BIN)/pytest -q tests/app -k browser

@@ -5,10 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+import onnx
+from google.protobuf.message import DecodeError
 
 from leed_export.export import ExportConfig, check_export, run_export
 from leed_runtime.backends.table import engine_kinds
 from leed_runtime.errors import LeedError, handle_errors
+from leed_runtime.manifest import read_manifest
+from leed_train.cli import os_error_line
 
 EXPORT_EXAMPLE = """
 \b
@@ -61,8 +65,27 @@ def main(run_dir: str | None, check_dir: str | None, **opts: object) -> None:
             raise LeedError(
                 f"--check {check_dir} takes no RUN_DIR ({run_dir}); run the check and the export separately"
             )
-        check_export(Path(check_dir))
+        folder = Path(check_dir)
+        try:
+            check_export(folder)
+        except DecodeError:  # a graph file cut short (its manifest hashed it so): name it
+            raise LeedError(_unreadable_graph(folder)) from None
         return
     if run_dir is None:
         raise LeedError("RUN_DIR is missing: leed-export RUN_DIR --out EXPORT_DIR (or leed-export --check EXPORT_DIR)")
-    run_export(ExportConfig(run_dir=run_dir, **opts))  # type: ignore[arg-type]
+    cfg = ExportConfig(run_dir=run_dir, **opts)  # type: ignore[arg-type]
+    try:
+        run_export(cfg)
+    except OSError as exc:  # a full disk, a read-only folder: one line; run_export removed its temp folder
+        raise LeedError(os_error_line(exc, "--out", Path(cfg.out), " (nothing was written)")) from None
+
+
+def _unreadable_graph(folder: Path) -> str:
+    """The line for an export whose ONNX graph does not parse: the first such file of the manifest."""
+    for art in read_manifest(folder).artifacts.values():
+        if art.format == "onnx":
+            try:
+                onnx.load(str(folder / art.file))
+            except DecodeError as exc:
+                return f"{folder / art.file}: not a readable ONNX graph (cut off or corrupt: {exc}); re-run leed-export"
+    return f"{folder}: an ONNX graph is not readable (cut off or corrupt); re-run leed-export"

@@ -195,8 +195,8 @@ class Toward:
 
 
 def face_region(height: int, width: int) -> np.ndarray:
-    """Boolean (height, width) mask of the face in a leed crop: the template's brows-to-chin
-    ellipse that `paste_back` blends (`feather_mask` > 0.5), stretched to the image size."""
+    """Boolean (height, width) mask of the face in a leed crop: the face outline of the crop
+    template's landmarks that `paste_back` blends (`feather_mask` > 0.5), stretched to the image size."""
     mask = feather_mask(CROP_SIZE)
     if (height, width) != mask.shape:
         mask = cv2.resize(mask, (width, height), interpolation=cv2.INTER_LINEAR)

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import click
 
 from leed_runtime.backends.table import backend_kinds
+from leed_runtime.batch import folder_input, run_folder
 from leed_runtime.doctor import collect, render
-from leed_runtime.errors import LeedError, handle_errors
-from leed_runtime.run import RunConfig, run
+from leed_runtime.errors import EXIT_USER_ERROR, LeedError, handle_errors, one_line
+from leed_runtime.run import LIMITS, RunConfig, run
 
 RUN_EXAMPLE = """
 \b
@@ -23,48 +30,149 @@ Examples:
 """
 
 
-@click.command(epilog=RUN_EXAMPLE, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--video", default=None, help="Input video file (fps, size, frame count and audio are kept).")
-@click.option("--image", default=None, help="Input image instead of a video.")
-@click.option("--webcam", type=int, default=None, help="Camera index instead of a file.")
+class _OneLine(click.ClickException):
+    """A refused command line, shown as every other refusal: one `error:` line, exit 2."""
+
+    exit_code = EXIT_USER_ERROR
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {one_line(self.message)}", err=True)
+
+
+class _Command(click.Command):
+    """A click command whose bad flags (a number out of range, an unknown option, a missing
+    value) are one `error:` line naming the flag and exit 2, not click's usage block."""
+
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except LeedError as exc:
+            raise _OneLine(str(exc)) from None
+        except click.UsageError as exc:
+            raise _OneLine(f"{exc.format_message().rstrip('.')}; see {info_name or 'leed-run'} --help") from None
+
+
+class _Number(click.ParamType):
+    """A numeric flag checked against its range in `run.LIMITS` as it is parsed: NaN, inf and
+    values out of range are refused naming the flag."""
+
+    def __init__(self, field: str) -> None:
+        self.limit = LIMITS[field]
+        self.name = "integer" if self.limit.integer else "float"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int | float:
+        flag = param.opts[0] if param is not None else self.name
+        return self.limit.check(flag, value)
+
+
+def _number(flag: str, default: int | float | None, text: str) -> Callable:
+    """`@click.option` for a numeric flag of `leed-run`, its range (from `run.LIMITS`) in its help."""
+    field = flag.removeprefix("--").replace("-", "_")
+    limit = LIMITS[field]
+    return click.option(
+        flag, type=_Number(field), default=default, show_default=default is not None, help=f"{text} [{limit.text()}]"
+    )
+
+
+def _weights(ctx: click.Context, param: click.Parameter, value: str | None) -> list[float] | None:
+    """--ref-weights 0.7,0.3 -> [0.7, 0.3]; their range is checked with the references' count."""
+    if value is None:
+        return None
+    try:
+        return [float(w) for w in value.split(",")]
+    except ValueError:
+        raise LeedError(
+            f"--ref-weights {value}: not a comma-separated list of numbers; give one per --ref, e.g. 0.7,0.3"
+        ) from None
+
+
+class _Terminated(BaseException):
+    """SIGTERM or SIGHUP during a run: unwinds as Ctrl-C does (every temp file removed)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _signals_end_cleanly() -> Iterator[None]:
+    """SIGINT, SIGTERM and SIGHUP stop the run the same way: the exception unwinds every writer
+    (temp files removed, nothing renamed into place), further signals are ignored until that is
+    done, then the exit status is 130 (SIGINT, via `handle_errors`), 143 or 129."""
+    stops = [signal.SIGINT, signal.SIGTERM, *([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])]
+    if threading.current_thread() is not threading.main_thread():  # only the main thread handles signals
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        for s in stops:
+            signal.signal(s, signal.SIG_IGN)  # a second signal must not cut the clean-up short
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise _Terminated(signum)
+
+    previous = {s: signal.signal(s, stop) for s in stops}
+    try:
+        yield
+    except _Terminated as exc:
+        name = signal.Signals(exc.signum).name
+        click.echo(f"interrupted by {name}: nothing half-written was kept", err=True)
+        sys.exit(128 + exc.signum)
+    finally:
+        for s in stops:  # first all ignored: a late signal must not raise outside this block
+            signal.signal(s, signal.SIG_IGN)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+@click.command(
+    cls=_Command, epilog=RUN_EXAMPLE, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}
+)
+@click.option(
+    "--video", default=None, help="Input video file (fps, size, frame count and audio are kept), or a folder of them."
+)
+@click.option("--image", default=None, help="Input image instead of a video, or a folder of them.")
+@_number("--webcam", None, "Camera index instead of a file.")
 @click.option("--ref", "refs", multiple=True, help="Reference photo whose expression is transferred (repeatable).")
-@click.option("--ref-weights", default=None, help="Blend several --ref with these weights, e.g. 0.7,0.3.")
-@click.option("--ref-switch", type=float, default=0.0, help="Cycle through the --ref photos every N seconds.")
+@click.option(
+    "--ref-weights",
+    default=None,
+    callback=_weights,
+    help="Blend several --ref with these weights, e.g. 0.7,0.3 [finite, non-negative, a positive sum].",
+)
+@_number("--ref-switch", 0.0, "Cycle through the --ref photos every N seconds.")
 @click.option("--model", default=None, help="Export folder with manifest.json [default: the shipped model].")
-@click.option("--out", default=None, help="Output file [default: INPUT.leed.mp4 / INPUT.leed.jpg].")
-@click.option("--alpha", type=float, default=1.0, show_default=True, help="Expression intensity; > 1 extrapolates.")
+@click.option(
+    "--out", default=None, help="Output file [default: INPUT.leed.mp4 / INPUT.leed.jpg]; a folder for a folder input."
+)
+@_number("--alpha", 1.0, "Expression intensity.")
 @click.option(
     "--backend",
     type=click.Choice(["auto", *backend_kinds()]),
     default="auto",
     show_default=True,
 )
-@click.option("--max-faces", type=int, default=4, show_default=True, help="Edit at most this many faces per frame.")
-@click.option(
-    "--detect-every",
-    type=int,
-    default=4,
-    show_default=True,
-    help="Full face detection every N frames; tracked in between.",
-)
+@_number("--max-faces", 4, "Edit at most this many faces per frame, the largest and most central first.")
+@_number("--detect-every", 4, "Full face detection every N frames; tracked in between.")
 @click.option("--no-smooth", is_flag=True, help="Do not smooth landmarks over time.")
 @click.option("--preview", is_flag=True, help="Show the result in a window while it runs.")
-@click.option("--max-frames", type=int, default=0, help="Stop after N frames.")
+@_number("--max-frames", 0, "Stop after N frames.")
 @click.option(
     "--strip", default=None, help="Also write a PNG: the reference(s), then input over edited for a few frames."
 )
-@click.option("--strip-frames", type=int, default=4, show_default=True, help="Frames shown in --strip.")
+@_number("--strip-frames", 4, "Frames shown in --strip.")
 @click.option("--summary-json", default=None, help="Also write the run summary (timings) as JSON here.")
 @handle_errors
-def run_main(refs: tuple[str, ...], ref_weights: str | None, no_smooth: bool, **opts: object) -> None:
+def run_main(refs: tuple[str, ...], ref_weights: list[float] | None, no_smooth: bool, **opts: object) -> None:
     """Give every face in a video (or image, or webcam) the expression of a reference photo."""
-    weights = None
-    if ref_weights:
-        try:
-            weights = [float(w) for w in ref_weights.split(",")]
-        except ValueError:
-            raise LeedError(f"--ref-weights {ref_weights!r} is not a comma-separated list of numbers") from None
-    run(RunConfig(refs=list(refs), ref_weights=weights, smooth=not no_smooth, **opts))
+    cfg = RunConfig(refs=list(refs), ref_weights=ref_weights, smooth=not no_smooth, **opts)
+    with _signals_end_cleanly():
+        if folder_input(cfg) is None:
+            run(cfg)
+        elif run_folder(cfg)["failed"]:
+            sys.exit(1)  # the batch went on past its bad files, each named on stderr: say so to scripts
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]}, epilog="\b\nExample:\n  leed-doctor")

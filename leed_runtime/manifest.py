@@ -141,11 +141,24 @@ def read_manifest(folder: Path | str) -> Manifest:
             a["engine"] = EngineInfo(**a["engine"]) if a.get("engine") else None
             artifacts[name] = Artifact(**a)
         data["artifacts"] = artifacts
-        return Manifest(**data)
+        manifest = Manifest(**data)
+        _check_sizes(manifest)
+        return manifest
     except LeedError:
         raise
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise LeedError(f"{path}: corrupt manifest ({type(exc).__name__}: {exc}); re-run leed-export") from None
+
+
+def _check_sizes(manifest: Manifest) -> None:
+    """`image.size` and `code.channels`/`code.size` are positive whole numbers (ValueError else)."""
+    for block, key in (("image", "size"), ("code", "channels"), ("code", "size")):
+        table = getattr(manifest, block)
+        if not isinstance(table, dict) or key not in table:
+            raise ValueError(f"{block}.{key} is missing")
+        value = table[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{block}.{key} is {value!r}, not a positive whole number")
 
 
 def parity_problem(parity: dict[str, float]) -> str | None:

@@ -23,9 +23,9 @@ from leed_runtime.backends.select import artifact_for_backend, choose_backend
 from leed_runtime.backends.table import backend_kinds, backend_row, open_backend
 from leed_runtime.cuda import Stream
 from leed_runtime.errors import LeedError
-from leed_runtime.face.align import crop_face
-from leed_runtime.face.detect import MTCNNDetector
-from leed_runtime.face.paste import feather_mask, paste_back
+from leed_runtime.face.align import apply_affine, crop_face, yaw_degrees
+from leed_runtime.face.detect import MTCNNDetector, select_faces
+from leed_runtime.face.paste import face_mask, keep_colourfulness, paste_back
 from leed_runtime.face.smooth import LandmarkSmoother
 from leed_runtime.image import to_rgb
 from leed_runtime.manifest import Manifest, read_manifest
@@ -35,6 +35,11 @@ STAGES = ("decode", "detect", "align", "edit", "paste", "encode")
 # reconstructed as 99% of the model's training faces) is edited fully; from there the edit fades
 # out, and at FIT_NONE or more the face is passed through untouched instead of being smeared.
 FIT_FULL, FIT_NONE = 1.0, 1.5
+# The pose guard: the models are trained on frontal faces, so a face turned by at most YAW_FULL
+# degrees (its yaw estimated from the five landmarks) is edited fully; from there the edit fades
+# out, and a three-quarter or profile face (YAW_NONE or more) is passed through untouched instead
+# of getting a frontal face pasted over it (doubled eyes, nose and mouth).
+YAW_FULL, YAW_NONE = 20.0, 40.0
 
 
 class Timings:
@@ -106,7 +111,6 @@ class Editor:
             if backend is not None:
                 backend.activate()
         self.size = int(self.manifest.image["size"])
-        self.mask = feather_mask(self.size)
         self.alpha = float(alpha)
         self.max_faces = max_faces
         self.smoother = LandmarkSmoother(fps) if smooth else None
@@ -114,7 +118,8 @@ class Editor:
         self._faces: list = []  # the last frame's faces, tracked between full detections
         self._detected = False  # whether the last `_find_faces` ran a full detection
         self._weights: np.ndarray = np.ones(0, np.float32)  # domain-guard edit weight per face
-        self.faces_faded = self.faces_passed = 0  # faces the guard edited less / not at all
+        self.faces_faded = self.faces_passed = 0  # faces the domain guard edited less / not at all
+        self.faces_turned_faded = self.faces_turned_passed = 0  # the same, for the pose guard
         self.dexp: np.ndarray | None = None
         self.timings = Timings()
         self.frames = self.faces = self.frames_without_face = 0
@@ -130,7 +135,7 @@ class Editor:
         faces = self.detector.detect(image)
         if not faces:
             raise LeedError(f"{name}: no face found; use a photo where one face is clearly visible")
-        face = max(faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
+        face = select_faces(faces, 1, *image.shape[:2])[0]
         crop, _ = crop_face(image, face.landmarks, self.size)
         out = self._reference.infer({"reference": _to_input(crop[None])})
         return self._finite(np.array(out["dexp"], dtype=np.float32, copy=True), self._reference, name)
@@ -162,6 +167,7 @@ class Editor:
             if self.smoother is not None:
                 landmarks = self.smoother(landmarks)
             crops, mats = zip(*(crop_face(frame, lm, self.size) for lm in landmarks), strict=True)
+            masks = [face_mask(apply_affine(m, lm), self.size) for lm, m in zip(landmarks, mats, strict=True)]
         with self.timings("edit"):
             n = len(crops)
             out = self._edit.infer(
@@ -172,15 +178,14 @@ class Editor:
                 }
             )
             edited = _to_uint8(self._finite(out["edited"], self._edit, f"frame {self.frames}"))
-            weights = self._guard(np.stack(crops))
-            edited = [
-                e if w >= 1 else (w * e + (1 - w) * c).round().astype(np.uint8)
-                for e, c, w in zip(edited, crops, weights, strict=True)
-            ]
+            weights = self._guard(np.stack(crops)) * self._pose_guard(landmarks)
         with self.timings("paste"):
-            for crop, m, w in zip(edited, mats, weights, strict=True):
-                if w > 0:  # a face outside the model's domain stays exactly as it was
-                    paste_back(frame, crop, m, self.mask)
+            for e, c, m, mask, w in zip(edited, crops, mats, masks, weights, strict=True):
+                if w <= 0:  # a face outside the model's domain or turned away stays exactly as it was
+                    continue
+                e = keep_colourfulness(e, c, mask)  # a black-and-white face stays black and white
+                e = e if w >= 1 else (w * e + (1 - w) * c).round().astype(np.uint8)
+                paste_back(frame, e, m, mask)
         self.faces += n
         return frame
 
@@ -198,6 +203,14 @@ class Editor:
         self.faces_passed += int((self._weights == 0).sum())
         return self._weights
 
+    def _pose_guard(self, landmarks: list[np.ndarray]) -> np.ndarray:
+        """Edit weight per face in [0, 1] from its yaw: 1 up to YAW_FULL degrees, 0 from YAW_NONE."""
+        yaw = np.abs([yaw_degrees(lm) for lm in landmarks])
+        weights = np.clip((YAW_NONE - yaw) / (YAW_NONE - YAW_FULL), 0.0, 1.0).astype(np.float32)
+        self.faces_turned_faded += int(((weights > 0) & (weights < 1)).sum())
+        self.faces_turned_passed += int((weights == 0).sum())
+        return weights
+
     def _finite(self, values: np.ndarray, backend: Any, what: str) -> np.ndarray:
         """`values` if all finite; else a LeedError (never a garbage frame)."""
         if not np.isfinite(values).all():
@@ -208,14 +221,17 @@ class Editor:
         return values
 
     def _find_faces(self, frame: np.ndarray) -> list:
-        """Full detection every `detect_every` frames (and whenever a tracked face is lost);
-        in between, O-net alone follows the last frame's faces."""
+        """Full detection every `detect_every` frames (and whenever a tracked face is lost), of
+        which the `max_faces` most prominent are kept (`select_faces`); in between, O-net alone
+        follows the last frame's faces."""
         tracked = []
         if self._faces and (self.frames - 1) % self.detect_every:
             tracked = _same_order(self.detector.track(frame, self._faces), self._faces)
         self._detected = not (self._faces and len(tracked) == len(self._faces))
-        faces = self.detector.detect(frame) if self._detected else tracked
-        self._faces = faces[: self.max_faces]
+        if self._detected:
+            self._faces = select_faces(self.detector.detect(frame), self.max_faces, *frame.shape[:2])
+        else:
+            self._faces = tracked
         return self._faces
 
     def close(self) -> None:
@@ -264,10 +280,21 @@ def _same_order(faces: list, previous: list) -> list:
 
 def blend_codes(codes: list[np.ndarray], weights: list[float] | None = None) -> np.ndarray:
     """Weighted mean of reference codes (1, C, 8, 8) each -> (1, C, 8, 8)."""
-    w = np.asarray(weights if weights is not None else [1.0] * len(codes), np.float32)
-    if len(w) != len(codes) or (w < 0).any() or w.sum() <= 0:
-        raise LeedError(f"--ref-weights: need {len(codes)} non-negative weights with a positive sum")
-    return np.tensordot(w / w.sum(), np.concatenate(codes), axes=1)[None].astype(np.float32)
+    w = check_weights(weights if weights is not None else [1.0] * len(codes), len(codes))
+    return np.tensordot(w, np.concatenate(codes), axes=1)[None].astype(np.float32)
+
+
+def check_weights(weights: list[float], count: int) -> np.ndarray:
+    """`weights` scaled to sum 1 (float32) when there are `count` of them, finite and non-negative
+    with a positive sum; else a one-line LeedError naming --ref-weights."""
+    w = np.asarray(weights, np.float64)
+    if len(w) != count or not np.isfinite(w).all() or (w < 0).any() or not 0 < w.sum() < np.inf:
+        shown = ",".join(f"{x:g}" for x in w)
+        raise LeedError(
+            f"--ref-weights {shown}: give one finite, non-negative number per --ref ({count} here), "
+            f"not all 0 (e.g. {','.join(['1'] * count)})"
+        )
+    return (w / w.sum()).astype(np.float32)
 
 
 def _to_input(crops: np.ndarray) -> np.ndarray:

@@ -6,21 +6,106 @@ file and renamed only when complete -> summary (frames, faces, per-stage ms, fps
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
+import os
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 
 from leed_runtime.atomic import atomic_write_text
+from leed_runtime.containers import container_for
 from leed_runtime.errors import LeedError
-from leed_runtime.image import read_image, write_image
-from leed_runtime.pipeline import Editor, blend_codes
+from leed_runtime.image import check_pixels, read_image, write_image
+from leed_runtime.pipeline import YAW_FULL, YAW_NONE, Editor, blend_codes, check_weights
 from leed_runtime.strip import contact_strip, pick_frames
 from leed_runtime.video import VideoReader, VideoWriter
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "samples" / "models" / "tw-tiny"  # real faces
+
+
+@dataclass(frozen=True)
+class Limit:
+    """The values one numeric option of `leed-run` accepts (`LIMITS`: each range stated once)."""
+
+    lo: float
+    hi: float | None = None
+    integer: bool = False
+    meaning: str = ""
+
+    def text(self) -> str:
+        """The range in words, e.g. 'a number from 0 to 2 (1 = ...)'."""
+        kind = "a whole number" if self.integer else "a number"
+        span = f"from {self.lo:g} to {self.hi:g}" if self.hi is not None else f"of at least {self.lo:g}"
+        return f"{kind} {span}" + (f" ({self.meaning})" if self.meaning else "")
+
+    def check(self, flag: str, value: object) -> int | float:
+        """`value` (a number or its text) as an int or a finite float inside the range; else a
+        one-line LeedError naming `flag`, the value and the range."""
+        try:
+            number = int(str(value).strip()) if self.integer else float(str(value).strip())
+        except ValueError:
+            raise LeedError(
+                f"{flag} {value}: not {'a whole number' if self.integer else 'a number'}; give {self.text()}"
+            ) from None
+        if not math.isfinite(number):
+            raise LeedError(f"{flag} {value}: not a finite number; give {self.text()}")
+        if number < self.lo or (self.hi is not None and number > self.hi):
+            raise LeedError(f"{flag} {value}: out of range; give {self.text()}")
+        return number
+
+
+LIMITS = {  # RunConfig field -> its range; `leed-run` checks each flag against it when parsing
+    "webcam": Limit(0, integer=True, meaning="the camera's index, 0 = the first"),
+    "ref_switch": Limit(0.0, meaning="seconds per reference; 0 = blend them all the time"),
+    "alpha": Limit(0.0, 2.0, meaning="1 = the reference's expression, above 1 extrapolates"),
+    "max_faces": Limit(1, integer=True),
+    "detect_every": Limit(1, integer=True, meaning="1 = detect on every frame"),
+    "max_frames": Limit(0, integer=True, meaning="0 = every frame"),
+    "strip_frames": Limit(1, 16, integer=True),
+}
+
+
+class Unbroken:
+    """A text stream whose reader may go away (`leed-run ... | head -1`): from then on what is
+    written to it is dropped instead of raising BrokenPipeError, so the run, its output files
+    and its exit status never depend on who reads its report."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.reader_gone = False
+
+    def write(self, text: str) -> int:
+        if not self.reader_gone:
+            try:
+                self.stream.write(text)
+                self.stream.flush()
+            except BrokenPipeError:
+                self._drop()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.reader_gone:
+            try:
+                self.stream.flush()
+            except BrokenPipeError:
+                self._drop()
+
+    def _drop(self) -> None:
+        self.reader_gone = True
+        # the stream's descriptor now writes to /dev/null, so the interpreter's last flush is quiet too
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self.stream.fileno())
+            os.close(devnull)
+
+    def __getattr__(self, name: str) -> object:  # isatty, fileno, encoding: the stream's own
+        return getattr(self.stream, name)
 
 
 @dataclass
@@ -67,6 +152,19 @@ class RunConfig:
         if self.out is not None and self.strip is not None and Path(self.out).resolve() == Path(self.strip).resolve():
             raise LeedError(f"--strip {self.strip} is also --out; give them different file names")
 
+    def _check_numbers(self) -> None:
+        """Every numeric option inside its `LIMITS` range, every --ref-weights usable."""
+        for name, limit in LIMITS.items():
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, limit.check("--" + name.replace("_", "-"), value))
+        if self.ref_weights is not None:
+            check_weights(self.ref_weights, len(self.refs))
+            if self.ref_switch > 0:
+                raise LeedError("--ref-weights blends the references, --ref-switch cycles through them; give one")
+        if self.ref_switch > 0 and self.image is not None:
+            raise LeedError("--ref-switch cycles the references over time: it needs --video or --webcam, not --image")
+
     def validate(self) -> RunConfig:
         sources = [s for s in (self.video, self.image, self.webcam) if s is not None]
         if len(sources) != 1:
@@ -79,16 +177,11 @@ class RunConfig:
         for src in (self.video, self.image):
             if src is not None and not Path(src).is_file():
                 raise LeedError(f"{src}: no such input file")
-        if self.ref_weights is not None and len(self.ref_weights) != len(self.refs):
-            raise LeedError(f"--ref-weights: {len(self.ref_weights)} weights for {len(self.refs)} references")
-        if self.max_faces < 1:
-            raise LeedError("--max-faces must be at least 1")
+        self._check_numbers()
         if self.strip is not None and self.video is None:
             raise LeedError("--strip needs --video (it shows frames spread over the video)")
         if self.strip is not None and Path(self.strip).suffix.lower() != ".png":
             raise LeedError(f"--strip {self.strip}: give a .png file name")
-        if self.detect_every < 1:
-            raise LeedError("--detect-every must be at least 1 (1 = detect on every frame)")
         if self.model is None:
             if not (DEFAULT_MODEL / "manifest.json").is_file():
                 raise LeedError(
@@ -99,6 +192,8 @@ class RunConfig:
             src = Path(self.video or self.image)
             self.out = str(src.with_name(src.stem + ".leed" + (src.suffix if self.image else ".mp4")))
         self._refuse_overwriting_inputs()
+        if self.image is None and self.out is not None:
+            container_for(self.out)  # a video's --out names a container we write: refused before the model loads
         return self
 
 
@@ -107,14 +202,19 @@ def run(cfg: RunConfig) -> dict:
     from tqdm import tqdm
 
     cfg.validate()
+    report = Unbroken(sys.stdout)
     refs = [read_image(r) for r in cfg.refs]
     fps = 30.0
     reader = None
     if cfg.video is not None:
         reader = VideoReader(cfg.video)
+        check_pixels(reader.width, reader.height, cfg.video)  # from the stream's header: nothing decoded yet
         fps = float(reader.fps)
         if reader.variable_rate:
-            print(f"leed-run: {cfg.video} has a variable frame rate; every frame is kept, written at {fps:.3f} fps")
+            print(
+                f"leed-run: {cfg.video} has a variable frame rate; every frame is kept, written at {fps:.3f} fps",
+                file=report,
+            )
     start = time.perf_counter()
     detect_every = 1 if cfg.image is not None else cfg.detect_every
     with Editor(
@@ -126,19 +226,23 @@ def run(cfg: RunConfig) -> dict:
         smooth=cfg.smooth,
         detect_every=detect_every,
     ) as editor:
-        print(f"leed-run: backend {editor.kind} ({editor.reason})")
+        print(f"leed-run: backend {editor.kind} ({editor.reason})", file=report)
         codes = [editor.encode_reference(r, name) for r, name in zip(refs, cfg.refs, strict=True)]
         if cfg.ref_switch <= 0:
             editor.dexp = blend_codes(codes, cfg.ref_weights)
+        written = []
         if cfg.image is not None:
             out = editor(read_image(cfg.image))
             write_image(cfg.out, out)
+            written.append(cfg.out)
         else:
-            pairs = _run_stream(cfg, editor, reader, codes, fps, tqdm)
+            pairs, wrote_video = _run_stream(cfg, editor, reader, codes, fps, tqdm)
+            written += [cfg.out] if wrote_video else []
             if cfg.strip is not None and pairs:
                 write_image(cfg.strip, contact_strip(refs, pairs))
-        summary = _summary(cfg, editor, time.perf_counter() - start)
-    print(_format_summary(summary))
+                written.append(cfg.strip)
+        summary = _summary(cfg, editor, time.perf_counter() - start, written)
+    print(_format_summary(summary), file=report)
     if cfg.summary_json:
         atomic_write_text(Path(cfg.summary_json), json.dumps(summary, indent=2) + "\n")
     return summary
@@ -153,8 +257,9 @@ def _dexp_at(codes: list[np.ndarray], t: float, every: float) -> np.ndarray:
     return ((1 - w) * a + w * b).astype(np.float32)
 
 
-def _run_stream(cfg: RunConfig, editor, reader, codes: list[np.ndarray], fps: float, tqdm) -> list:  # noqa: ANN001
-    """Edit every frame; returns (input, edited) copies of the frames `--strip` shows."""
+def _run_stream(cfg: RunConfig, editor, reader, codes: list[np.ndarray], fps: float, tqdm) -> tuple[list, bool]:  # noqa: ANN001
+    """Edit every frame; returns (input, edited) copies of the frames `--strip` shows, and
+    whether `--out` was written (not when the stream had no frame)."""
 
     if reader is not None:
         frames, total, size, audio = iter(reader), reader.frames, (reader.width, reader.height), cfg.video
@@ -164,7 +269,7 @@ def _run_stream(cfg: RunConfig, editor, reader, codes: list[np.ndarray], fps: fl
     shown = min((n for n in (total, cfg.max_frames) if n), default=None)  # frames this run will edit
     keep = pick_frames(shown, cfg.strip_frames) if cfg.strip else set()
     pairs = []
-    bar = tqdm(total=total, unit="frame", desc="leed-run", dynamic_ncols=True)
+    bar = tqdm(total=total, unit="frame", desc="leed-run", dynamic_ncols=True, file=Unbroken(sys.stderr))
     try:
         t_wait = time.perf_counter()
         for i, frame in enumerate(frames):
@@ -196,7 +301,7 @@ def _run_stream(cfg: RunConfig, editor, reader, codes: list[np.ndarray], fps: fl
         bar.close()
     if writer is not None:
         writer.close()
-    return pairs
+    return pairs, writer is not None
 
 
 def _webcam(index: int):  # noqa: ANN202 - iterator of RGB frames
@@ -228,16 +333,20 @@ def _preview(frame: np.ndarray) -> None:
         ) from None
 
 
-def _summary(cfg: RunConfig, editor, seconds: float) -> dict:  # noqa: ANN001
+def _summary(cfg: RunConfig, editor, seconds: float, written: list[str] | None = None) -> dict:  # noqa: ANN001
+    """The run's numbers; `written`: the files it wrote (--out, --strip), as the report lists them."""
     return {
         "input": cfg.video or cfg.image or f"webcam {cfg.webcam}",
         "output": cfg.out,
+        "written": list(written or []),
         "backend": editor.kind,
         "frames": editor.frames,
         "faces_edited": editor.faces,
         "frames_without_face": editor.frames_without_face,
         "faces_faded": editor.faces_faded,
         "faces_passed_through": editor.faces_passed,
+        "faces_turned_faded": editor.faces_turned_faded,
+        "faces_turned_passed_through": editor.faces_turned_passed,
         "seconds": seconds,
         "fps": editor.frames / seconds if seconds > 0 else 0.0,
         "ms_per_stage": editor.timings.summary(),
@@ -258,10 +367,14 @@ def _format_summary(s: dict) -> str:
             f"unedited, {s['faces_faded']} edited less; the model was not trained on faces like these "
             "(profile, cartoon, tiny or blurred)",
         )
+    if s.get("faces_turned_faded") or s.get("faces_turned_passed_through"):
+        lines.insert(
+            1,
+            f"  turned away from the camera (yaw over {YAW_FULL:g} degrees, from the landmarks): "
+            f"{s['faces_turned_passed_through']} face(s) passed through unedited, {s['faces_turned_faded']} edited "
+            f"less; the model was trained on frontal faces (from {YAW_NONE:g} degrees: not edited at all)",
+        )
     for stage, v in s["ms_per_stage"].items():
         lines.append(f"  {stage:<8}{v['mean']:>9.2f}{v['p50']:>8.2f}{v['p99']:>8.2f}")
-    if s["output"]:
-        lines.append(f"  wrote {s['output']}")
-    if s["config"].get("strip"):
-        lines.append(f"  wrote {s['config']['strip']}")
+    lines += [f"  wrote {path}" for path in s.get("written", [])]
     return "\n".join(lines)

@@ -11,6 +11,8 @@ not fields.
 from __future__ import annotations
 
 import dataclasses
+import os
+import re
 import typing
 from collections.abc import Callable
 from pathlib import Path
@@ -18,9 +20,11 @@ from typing import Any
 
 import click
 
+from leed_runtime.atomic import TMP_PREFIX
 from leed_runtime.errors import LeedError, handle_errors
 from leed_train.checkpoint import latest_checkpoint
-from leed_train.config import NetConfig, TrainConfig
+from leed_train.config import STAGES, NetConfig, TrainConfig, bounds_text, flag_name
+from leed_train.data.cache import default_cache_dir
 from leed_train.data.check import check_dataset
 from leed_train.describe import describe_networks
 from leed_train.loop import run_training
@@ -49,18 +53,18 @@ class _Csv(click.ParamType):
 
 
 def _option(f: dataclasses.Field, kind: Any) -> Callable[[Callable], Callable]:
-    """The click option of one config field: `--field-name` (or its `flag`), older names after it."""
+    """The click option of one config field: `--field-name` (or its `flag`), older names after it.
+    Its range is in the help; the config refuses a value outside it (`TrainConfig.__post_init__`)."""
     meta = f.metadata
-    name = meta.get("flag") or "--" + f.name.replace("_", "-")
+    name = flag_name(f)
     default = meta.get("default_help", "all" if f.default == () else f.default)
-    text = f"{meta['help']} [default: {default}]"
+    valid = bounds_text(meta)
+    text = f"{meta['help']} [default: {default}{'; ' + valid if valid else ''}]"
     if kind is bool:
         off = meta.get("off") or "--no-" + name[2:]
         return click.option(f"{name}/{off}", f.name, default=None, help=text)
     if "choices" in meta:
         kind = click.Choice(meta["choices"])
-    elif "min" in meta:
-        kind = click.IntRange(min=meta["min"])
     elif typing.get_origin(kind) is tuple:
         kind = _Csv()
     return click.option(name, *meta.get("aliases", ()), f.name, type=kind, default=None, help=text)
@@ -112,7 +116,17 @@ def train_main(data_dir: Path | None, check: bool, describe: bool, dry_run: bool
     if dry_run:
         click.echo(cfg.to_json())
         return
-    run_training(cfg)
+    default_cache_dir()  # a LEED_CACHE that is a file is refused now, before the run folder is written
+    out = Path(cfg.out)
+    made = not out.exists()
+    try:
+        run_training(cfg)
+    except OSError as exc:  # a full disk, a read-only folder: one line, never a traceback
+        then = "; then rerun with --resume to continue from the last checkpoint" if _has_checkpoint(out) else ""
+        raise LeedError(os_error_line(exc, "--out", out, then)) from None
+    finally:
+        if made and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # the run folder this run made and could not write into
 
 
 def _given(opts: dict[str, Any]) -> dict[str, Any]:
@@ -134,10 +148,44 @@ def _train_config(data_dir: Path, given: dict[str, Any]) -> TrainConfig:
     out = Path(given.get("out") or f"runs/{data_dir.name}-{given.get('preset', TrainConfig.preset)}")
     given = {**given, "data_dir": str(data_dir), "out": str(out)}
     config = out / "config.json"
+    if out.exists() and not out.is_dir():
+        raise LeedError(f"--out {out} is a file; choose a folder for the run")
+    if out.is_dir() and not config.exists() and any(not p.name.startswith(TMP_PREFIX) for p in out.iterdir()):
+        raise LeedError(
+            f"--out {out} is not empty and not a leed-train run (no config.json); choose a new or empty folder"
+        )
     neutralizer_trained = latest_checkpoint(out, "neutralizer") is not None
     reads_saved = given.get("resume") or (given.get("stage") == "leed" and neutralizer_trained and config.exists())
     saved = TrainConfig.load(config) if reads_saved else None
     return TrainConfig.for_run(given, saved, neutralizer_trained)
+
+
+def os_error_line(exc: OSError, flag: str, out: Path, then: str = "") -> str:
+    """The one line of an OSError (full disk, read-only folder) met by a command writing `out`
+    (`flag` names it): `out` and the fix when the path is `out`, in it, a folder above it or its
+    temp folder beside it (`.tmp-OUT...`), else the path's own line. `then`: what to do after."""
+    path = Path(exc.filename or out)
+    full, mine = Path(os.path.abspath(path)), Path(os.path.abspath(out))
+    beside = mine.parent in full.parents and full.relative_to(mine.parent).parts[0].startswith(
+        (f"{TMP_PREFIX}{mine.name}", f".old-{mine.name}")
+    )
+    why = exc.strerror or str(exc)
+    if full == mine or mine in full.parents or full in mine.parents or beside:
+        return (
+            f"{flag} {out}: cannot write {_final(path, out)} ({why}); free some space or choose a writable folder{then}"
+        )
+    return f"{path}: {why}; check that file and its permissions"
+
+
+def _final(path: Path, out: Path) -> Path:
+    """The name a temp path is written for: `OUT/x` for `.tmp-OUT-PID/x`, `f` for `.tmp-f.PID.*`."""
+    parts = [out.name if p.startswith(f"{TMP_PREFIX}{out.name}-") else p for p in path.parts]
+    match = re.match(rf"^{re.escape(TMP_PREFIX)}(.+?)\.\d+\.", parts[-1]) if parts else None
+    return Path(*parts[:-1], match[1]) if match else Path(*parts)
+
+
+def _has_checkpoint(out: Path) -> bool:
+    return any(latest_checkpoint(out, stage) is not None for stage in STAGES if stage != "all")
 
 
 if __name__ == "__main__":  # `python -m leed_train.cli` runs leed-train (used under torchrun)

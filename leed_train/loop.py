@@ -57,7 +57,11 @@ def run_training(cfg: TrainConfig) -> Path:
         save_split(split_path, train, val, Path(cfg.data_dir))
     run.log = StatsLog(run_dir, enabled=rank == 0)
     if rank == 0:
-        print(f"leed-train: {len(train)} training / {len(val)} validation images, preset {cfg.preset}, {device}")
+        ignored = index.ignored_note()  # bad `Rafd*` names and the like: said, never dropped silently
+        print(
+            f"leed-train: {len(train)} training / {len(val)} validation images, preset {cfg.preset}, {device}"
+            + (f"; {ignored}" if ignored else "")
+        )
 
     try:
         if cfg.stage == "psi":

@@ -6,12 +6,16 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import click
 
 from leed_runtime.errors import LeedError, handle_errors
+from leed_train.config import SEED, check_number
 from leed_train.data.synth import render_faces, render_video
+
+SET_FILE = "meta.json"  # what every folder of `render_faces` holds
 
 
 def _csv(value: str) -> tuple[str, ...]:
@@ -43,9 +47,41 @@ def synth_main() -> None:
 @handle_errors
 def synth_faces(out_dir: Path, identities: int, seed: int, size: int, angles: str, first_id: int, workers: int) -> None:
     """Write Rafd{angle}_{id}_{ethnicity}_{gender}_{expression}_{gaze}.jpg, landmarks.csv, meta.json."""
-    render_faces(
-        out_dir, identities=identities, seed=seed, size=size, angles=_csv(angles), first_id=first_id, workers=workers
-    )
+    check_number("--seed", seed, **SEED)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise LeedError(f"OUT_DIR {out_dir} is a file; choose a folder for the faces")
+    if out_dir.is_dir() and not (out_dir / SET_FILE).is_file() and any(out_dir.iterdir()):
+        raise LeedError(
+            f"OUT_DIR {out_dir} is not empty and not a leed-synth set (no {SET_FILE}); choose a new or empty folder"
+        )
+    made, empty = not out_dir.exists(), out_dir.is_dir() and not any(out_dir.iterdir())
+    try:
+        render_faces(
+            out_dir,
+            identities=identities,
+            seed=seed,
+            size=size,
+            angles=_csv(angles),
+            first_id=first_id,
+            workers=workers,
+        )
+    except BaseException as exc:
+        # a half-rendered set is removed (--check would pass it with fewer people): OUT_DIR if this
+        # run made it, what it holds if it was empty
+        if made:
+            shutil.rmtree(out_dir, ignore_errors=True)
+        elif empty:
+            for path in out_dir.iterdir():
+                if path.is_dir():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise LeedError(
+                f"OUT_DIR {out_dir}: cannot write there ({exc.strerror or exc}); free some space or choose a "
+                "writable folder (nothing was kept)"
+            ) from None
+        raise
 
 
 @synth_main.command("video", epilog=SYNTH_EXAMPLE)
@@ -63,4 +99,15 @@ def synth_video(out: Path, identity: int, seconds: float, fps: float, size: str,
         width, height = (int(v) for v in size.lower().split("x"))
     except ValueError:
         raise LeedError(f"--size {size!r} is not WIDTHxHEIGHT, e.g. 1280x720") from None
-    render_video(out, identity=identity, seconds=seconds, fps=fps, size=(width, height), seed=seed, audio=not no_audio)
+    check_number("--seed", seed, **SEED)
+    check_number("--seconds", seconds, above=0)
+    if out.is_dir():
+        raise LeedError(f"OUT {out} is a folder; give a video file name, e.g. {out / 'demo.mp4'}")
+    try:
+        render_video(
+            out, identity=identity, seconds=seconds, fps=fps, size=(width, height), seed=seed, audio=not no_audio
+        )
+    except OSError as exc:  # the video and its landmarks are written to temp files: nothing half-written is left
+        raise LeedError(
+            f"OUT {out}: cannot write there ({exc.strerror or exc}); free some space or choose a writable folder"
+        ) from None

@@ -3,6 +3,12 @@ by the exact protocol (`run.run_eval`) or the real one (`real.run_real_eval`).""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
 import click
 from click.core import ParameterSource
 
@@ -10,9 +16,11 @@ from leed_export.evaluate.config import DEFAULT_GATE, EvalConfig
 from leed_export.evaluate.real import RealEvalConfig, run_real_eval
 from leed_export.evaluate.run import run_eval
 from leed_runtime.errors import LeedError, handle_errors
+from leed_train.cli import os_error_line
 from leed_train.data.index import scan
 
 PROTOCOLS = ("auto", "exact", "real")
+REPORT_FILE = "metrics.json"  # what every report folder holds (both protocols write it)
 EXACT_ONLY = ("subjects", "faces", "baselines", "inception", "classifier_epochs")
 EVAL_EXAMPLE = """
 \b
@@ -95,6 +103,9 @@ def eval_main(
 ) -> None:
     """Measure how MODEL_DIR edits expressions of held-out people (exact: SSIM/PSNR, expression
     accuracy, FD-expr, identity; real: fer's expression, dlib's identity, detail, geometry)."""
+    # every option is checked (types, ranges, finite numbers) before any work, for both protocols
+    cfg = EvalConfig(model_dir=model_dir, data_dir=data_dir, out=out, baselines=tuple(baselines), **opts)  # type: ignore[arg-type]
+    check_report_folder(Path(out), Path(data_dir))
     protocol = choose_protocol(protocol, data_dir)
     given = [f"--{name.replace('_', '-')}" for name in EXACT_ONLY if _given(ctx, name)]
     if protocol == "real" and given:
@@ -102,10 +113,11 @@ def eval_main(
     if protocol == "exact" and compare:
         raise LeedError("--compare is for the real protocol (--protocol real); the exact protocol takes --baselines")
     if protocol == "real":
-        _real(model_dir, data_dir, out, compare, opts)
+        with _whole_or_nothing(Path(out)):
+            _real(model_dir, data_dir, out, compare, opts)
         return
-    cfg = EvalConfig(model_dir=model_dir, data_dir=data_dir, out=out, baselines=tuple(baselines), **opts)  # type: ignore[arg-type]
-    result = run_eval(cfg)
+    with _whole_or_nothing(Path(out)):
+        result = run_eval(cfg)
     leed = next(iter(result["methods"].values()))
     click.echo(
         f"leed-eval: {result['data']['pairs']} pairs, SSIM {leed['ssim']:.4f}, PSNR {leed['psnr']:.2f} dB, "
@@ -113,6 +125,47 @@ def eval_main(
         f"ID {leed['id_verification']:.1f}%{'' if cfg.alpha == 1 else f' at alpha {cfg.alpha:g}'} "
         f"({result['seconds']} s); report in {out}/report.md"
     )
+
+
+def check_report_folder(out: Path, data_dir: Path) -> None:
+    """Refuse an `--out` that is a file, a non-empty folder that is no earlier report (no
+    metrics.json), or inside DATA_DIR (its figures would join the dataset)."""
+    if out.exists() and not out.is_dir():
+        raise LeedError(f"--out {out} is a file; choose a folder for the report")
+    if out.is_dir() and not (out / REPORT_FILE).is_file() and any(out.iterdir()):
+        raise LeedError(
+            f"--out {out} is not empty and not a leed-eval report (no {REPORT_FILE}); choose a new or empty folder"
+        )
+    full, data = Path(os.path.abspath(out)), Path(os.path.abspath(data_dir))
+    if full == data or data in full.parents:
+        raise LeedError(
+            f"--out {out} is inside DATA_DIR {data_dir}: its figures would join the dataset; choose another"
+        )
+
+
+@contextlib.contextmanager
+def _whole_or_nothing(out: Path) -> Iterator[None]:
+    """Run a report into `out`; when it fails, remove what it added there (all of `out` and the
+    folders made for it, when it made them), and say an OSError (full disk, read-only) in one line."""
+    top = out
+    while not top.parent.exists() and top.parent != top:
+        top = top.parent
+    made = not top.exists()
+    before = set(out.iterdir()) if out.is_dir() else set()
+    try:
+        yield
+    except BaseException as exc:
+        if made:
+            shutil.rmtree(top, ignore_errors=True)
+        elif out.is_dir():
+            for path in set(out.iterdir()) - before:
+                if path.is_dir():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise LeedError(os_error_line(exc, "--out", out, " (nothing of this report was kept)")) from None
+        raise
 
 
 def _given(ctx: click.Context, name: str) -> bool:

@@ -39,6 +39,21 @@ class Face:
     landmarks: np.ndarray
 
 
+def select_faces(faces: list[Face], count: int, height: int, width: int) -> list[Face]:
+    """The `count` most prominent faces of a `width` x `height` frame, most prominent first:
+    the largest, and of two as large the nearer to the frame's centre (a face in a corner
+    counts half its area). Not the most confident: a big foreground face always wins over a
+    small background detection, whatever their scores."""
+    half_diagonal = max(float(np.hypot(width, height)) / 2, 1.0)
+
+    def prominence(face: Face) -> float:
+        x1, y1, x2, y2 = (float(v) for v in face.box)
+        off_centre = float(np.hypot((x1 + x2 - width) / 2, (y1 + y2 - height) / 2)) / half_diagonal
+        return max(x2 - x1, 0.0) * max(y2 - y1, 0.0) * (1.0 - 0.5 * min(off_centre, 1.0))
+
+    return sorted(faces, key=prominence, reverse=True)[:count]
+
+
 def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, method: str = "union") -> np.ndarray:
     """Greedy NMS, indices kept in decreasing score order.
 

@@ -19,15 +19,22 @@ from leed_runtime.atomic import atomic_write
 from leed_runtime.errors import LeedError
 from leed_runtime.face.align import CROP_SIZE, TEMPLATE_UNIT, crop_face
 from leed_runtime.image import decode_image
-from leed_train.data.names import Sample
+from leed_train.data.names import LANDMARKS_FILE, Sample, landmarks_problem
 
 TEMPLATE_VERSION = 1  # bump when crop_face changes in a way TEMPLATE_UNIT does not show
 
 
 def default_cache_dir() -> Path:
-    """`$LEED_CACHE`, else `~/.cache/leed/crops`."""
+    """`$LEED_CACHE`, else `~/.cache/leed/crops`; LeedError when LEED_CACHE names a file."""
     env = os.environ.get("LEED_CACHE")
+    if env and os.path.exists(env) and not os.path.isdir(env):
+        raise LeedError(f"LEED_CACHE={env} is a file, not a folder; point LEED_CACHE at a folder (or unset it)")
     return Path(env) if env else Path.home() / ".cache" / "leed" / "crops"
+
+
+def _where(cache_dir: Path) -> str:
+    """How a message names the cache folder and the setting that moves it."""
+    return f"LEED_CACHE={cache_dir}" if os.environ.get("LEED_CACHE") else f"the crop cache {cache_dir} (LEED_CACHE)"
 
 
 def read_rgb(path: Path) -> np.ndarray:
@@ -69,8 +76,17 @@ class CropCache:
         return self.cache_dir / f"crops{self.size}-{self.key(samples)[:32]}.npy"
 
     def crop(self, sample: Sample) -> np.ndarray:
-        """One uint8 RGB crop: aligned with landmarks when known, else the centre crop."""
-        return crop_face(read_rgb(sample.path), sample.landmarks, self.size)[0]
+        """One uint8 RGB crop: aligned with landmarks when known, else the centre crop;
+        LeedError naming the file when its landmarks cannot align a face."""
+        image = read_rgb(sample.path)
+        if sample.landmarks is not None:
+            why = landmarks_problem(sample.landmarks, image.shape[1], image.shape[0])
+            if why:
+                raise LeedError(
+                    f"{sample.path}: {why}; fix or delete its row in {LANDMARKS_FILE} "
+                    "(`leed-train DATA_DIR --check` lists every such file)"
+                )
+        return crop_face(image, sample.landmarks, self.size)[0]
 
     def load_crops(self, samples: list[Sample], workers: int = 0, progress: bool = True) -> np.ndarray:
         """(N, size, size, 3) uint8 RGB crops, memory-mapped from the cache (built on a miss)."""
@@ -95,5 +111,11 @@ class CropCache:
                 for i, s in enumerate(samples):
                     crops[i] = self.crop(s)
                     bar.update()
-        atomic_write(path, lambda fh: np.save(fh, crops))
+        try:
+            atomic_write(path, lambda fh: np.save(fh, crops))
+        except OSError as exc:
+            raise LeedError(
+                f"{_where(self.cache_dir)}: cannot write {path.name} ({exc.strerror or exc}); "
+                "point LEED_CACHE at a writable folder with free space"
+            ) from None
         return np.load(path, mmap_mode="r")

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from leed_runtime.errors import LeedError
 from leed_runtime.image import decode_image
-from leed_train.data.index import LANDMARKS_FILE, DatasetIndex, Sample, load_landmarks, scan, split_by_subject
+from leed_train.data.index import DatasetIndex, load_landmarks, scan, split_by_subject
+from leed_train.data.names import LANDMARKS_FILE, Sample, landmarks_problem
 
 NEED_LABELS = ("neutral", "none")
 _SHOW = 10  # list at most this many files per finding
@@ -32,7 +33,7 @@ def check_dataset(
     if need_labels not in NEED_LABELS:
         raise ValueError(f"need_labels must be one of {NEED_LABELS}, got {need_labels!r}")
     index = scan(root, fmt, angles, gazes)
-    unreadable, sizes, by_hash = [], defaultdict(int), defaultdict(list)
+    unreadable, sizes, by_hash, unusable = [], defaultdict(int), defaultdict(list), []
     for s in index.samples:
         try:
             data = s.path.read_bytes()
@@ -45,6 +46,9 @@ def check_dataset(
             continue
         sizes[f"{image.shape[1]}x{image.shape[0]}"] += 1
         by_hash[hashlib.sha1(data).hexdigest()].append(s)
+        why = None if s.landmarks is None else landmarks_problem(s.landmarks, image.shape[1], image.shape[0])
+        if why:
+            unusable.append(f"{s.path.relative_to(index.root)}: {why}")
     if len(unreadable) == len(index.samples):
         raise LeedError(
             f"{index.root}: none of the {len(unreadable)} image files can be decoded (e.g. {unreadable[0].path.name}); "
@@ -55,7 +59,7 @@ def check_dataset(
     if need_labels == "neutral":
         _require_neutral_labels(index.root, readable)
     duplicates = [group for group in by_hash.values() if len(group) > 1]
-    return _report(index, readable, unreadable, sizes, duplicates, val_fraction, seed)
+    return _report(index, readable, unreadable, unusable, sizes, duplicates, val_fraction, seed)
 
 
 def _require_neutral_labels(root: Path, samples: list[Sample]) -> None:
@@ -87,6 +91,7 @@ def _report(
     index: DatasetIndex,
     readable: list[Sample],
     unreadable: list[Sample],
+    unusable: list[str],
     sizes: dict[str, int],
     duplicates: list[list[Sample]],
     val_fraction: float,
@@ -133,6 +138,13 @@ def _report(
         "duplicate files (same content)",
         [", ".join(str(s.path.relative_to(root)) for s in group) for group in duplicates],
     )
-    lines += _listing("problems", index.problems)
-    lines.append("ok" if not unreadable else "not ok: unreadable files would stop training")
+    lines += _listing(f"unusable landmarks (fix or delete their rows in {LANDMARKS_FILE} before training)", unusable)
+    lines += _listing(
+        f"ignored image files (names that do not parse as {index.format}; rename them to train on them)",
+        index.ignored,
+    )
+    lines += _listing("problems", [p for p in index.problems if p not in index.ignored])
+    stops = [what for what, found in (("unreadable files", unreadable), ("unusable landmarks", unusable)) if found]
+    ignored = f" ({len(index.ignored)} image files ignored, listed above)" if index.ignored else ""
+    lines.append(f"not ok: {' and '.join(stops)} would stop training" if stops else f"ok{ignored}")
     return "\n".join(lines)

@@ -23,20 +23,22 @@ from leed_runtime.errors import LeedError
 from leed_runtime.face.align import LANDMARK_COLUMNS
 from leed_train.data import cfeed, facestw, folder, rafd
 from leed_train.data.landmarks import detect_missing_landmarks
-from leed_train.data.names import FORMATS, IMAGE_SUFFIXES, Sample
+from leed_train.data.names import FORMATS, IMAGE_SUFFIXES, LANDMARKS_FILE, Sample
 
-LANDMARKS_FILE = "landmarks.csv"
 SPLIT_VERSION = 1
 
 
 @dataclass
 class DatasetIndex:
-    """The images of one dataset folder and the problems met while reading it."""
+    """The images of one dataset folder and the problems met while reading it; `ignored` are
+    those that name an image file it left out and why (a name its layout cannot read, e.g. a
+    `Rafd*` name with a bad field)."""
 
     root: Path
     format: str
     samples: list[Sample]
     problems: list[str] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -49,6 +51,17 @@ class DatasetIndex:
     def counts(self, attribute: str) -> dict[str, int]:
         """Images per value of a Sample attribute (`subject`, `expression`, `angle`, `gaze`, `neutral`)."""
         return dict(sorted(Counter(str(getattr(s, attribute)) for s in self.samples).items()))
+
+    def ignored_note(self, shown: int = 3) -> str:
+        """`N image files ignored (bad names, e.g. A, B, C; ...)` for a start line; "" when none is."""
+        if not self.ignored:
+            return ""
+        names = ", ".join(Path(p.split(": ", 1)[0]).name for p in self.ignored[:shown])
+        more = ", ..." if len(self.ignored) > shown else ""
+        return (
+            f"{len(self.ignored)} image file(s) ignored (their names do not parse as {self.format}, e.g. "
+            f"{names}{more}; `leed-train {self.root} --check` lists them)"
+        )
 
 
 def list_images(root: Path) -> list[Path]:
@@ -119,10 +132,12 @@ def scan(
         why = "after the --angles/--gazes filter" if angles or gazes else f"as a {fmt} dataset"
         first = f" (first problem: {problems[0]})" if problems else ""
         raise LeedError(f"{root}: no usable image {why}{first}; run `leed-train {root} --check`")
+    listed = {f.as_posix() for f in files}
+    ignored = [p for p in problems if p.split(": ", 1)[0] in listed]  # the layout's word on a file it left out
     problems += _attach_landmarks(root, samples)
     if detect:
         problems += detect_missing_landmarks(samples)
-    return DatasetIndex(root, fmt, samples, problems)
+    return DatasetIndex(root, fmt, samples, problems, ignored)
 
 
 def load_landmarks(root: Path) -> dict[str, np.ndarray]:

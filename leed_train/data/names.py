@@ -1,5 +1,5 @@
-"""What a dataset image is (`Sample`), RaFD's vocabulary and file-name format, shared by the
-synthetic renderer and the loaders.
+"""What a dataset image is (`Sample`) and when its landmarks can align it, RaFD's vocabulary
+and file-name format, shared by the synthetic renderer and the loaders.
 
 `Rafd{angle}_{id:02d}_{ethnicity}_{gender}_{expression}_{gaze}.jpg`, e.g.
 `Rafd090_07_Caucasian_female_happy_frontal.jpg`. Angle 090 is the frontal camera; 045 and
@@ -21,6 +21,8 @@ ETHNICITIES = ("Caucasian", "Moroccan", "Kid")
 GENDERS = ("female", "male")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 FORMATS = ("auto", "rafd", "faces-tw", "cfeed", "folder")  # dataset layouts `leed-train` reads
+LANDMARKS_FILE = "landmarks.csv"  # DATA/landmarks.csv: five points per image, any layout
+MIN_LANDMARK_SPREAD = 2.0  # pixels: five points closer than this to their centre align nothing
 
 
 @dataclass(eq=False)
@@ -37,6 +39,23 @@ class Sample:
     angle: str | None = None
     gaze: str | None = None
     landmarks: np.ndarray | None = None  # 5x2 float pixel coords, MTCNN order
+
+
+def landmarks_problem(points: np.ndarray, width: int, height: int) -> str | None:
+    """Why five landmarks cannot align a face in a `width` x `height` image, or None: not
+    finite, (nearly) all at one place, or far outside the image (their centre outside it, or a
+    point more than half the image beyond its edge). The alignment would crop nothing useful."""
+    pts = np.asarray(points, dtype=np.float64).reshape(5, 2)
+    if not np.isfinite(pts).all():
+        return "landmarks are not finite"
+    centre = pts.mean(0)
+    if np.linalg.norm(pts - centre, axis=1).max() < MIN_LANDMARK_SPREAD:
+        return f"the five landmarks are (nearly) one point, at {centre[0]:g},{centre[1]:g}"
+    size = np.array([width, height], dtype=np.float64)
+    if (centre < 0).any() or (centre > size).any() or (pts < -size / 2).any() or (pts > size * 1.5).any():
+        corner = pts[int(np.argmax(np.abs(pts - size / 2).max(1)))]
+        return f"landmarks lie far outside the {width}x{height} image (e.g. at {corner[0]:g},{corner[1]:g})"
+    return None
 
 
 _RAFD_RE = re.compile(

@@ -67,7 +67,7 @@ ACCEPTED_IMAGES = {
     "grayscale": (corpus.grayscale_png, 1),
     "rgba": (corpus.rgba_png, 1),
     "16-bit": (corpus.png16, 1),
-    "five faces": (corpus.five_faces_png, 4),  # --max-faces 4 (the default): the 4 most confident
+    "five faces": (corpus.five_faces_png, 4),  # --max-faces 4 (the default): the 4 largest (corner faces count half)
     "face cut by the edge": (corpus.edge_face_png, None),  # edited or passed through, never a crash
     "no face": (lambda faces, d: corpus.no_face_png(d), 0),  # passes through unchanged
 }

@@ -1,9 +1,11 @@
-"""Killed jobs: SIGKILL during training checkpoints then --resume; SIGKILL and SIGINT during
-`leed-run` on a video. Nothing half-written survives under a final name."""
+"""Killed jobs: SIGKILL during training checkpoints then --resume; SIGKILL, SIGINT, SIGTERM and
+SIGHUP during `leed-run` on a video, always mid-video (the run waits at a frame until the
+signal comes); stdout's reader going away. Nothing half-written survives under a final name."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -11,7 +13,6 @@ import sys
 import time
 from pathlib import Path
 
-import corpus
 import pytest
 
 TINY = ["--preset", "tiny", "--device", "cpu", "--workers", "0", "--perceptual", "pixels"]
@@ -66,44 +67,102 @@ def test_sigkill_during_checkpoints_then_resume(synth_faces: Path, tiny_run: Pat
     assert steps[-1] >= 7 and max(steps) == steps[-1]
 
 
-@pytest.fixture(scope="module")
-def long_clip(synth_faces: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    # Long enough that no machine finishes it between the output's first bytes and the signal
-    # (150 frames took 2.3 s at 65 fps: a loaded machine's scheduling delay could cover that).
-    return corpus.face_video(synth_faces, tmp_path_factory.mktemp("long"), frames=1200, name="long.mp4")
+ROOT = Path(__file__).resolve().parents[2]
+VIDEO, REF = ROOT / "samples" / "real" / "talk.mp4", ROOT / "samples" / "real" / "surprised.jpg"  # shipped model
+
+# `leed-run ARGS` that stops before editing frame AT (frames 0..AT-1 already encoded into the
+# output's temp file), writes MARKER, and sleeps until a signal ends it: the signal always comes
+# mid-video, however fast or loaded the machine is.
+PAUSED_RUN = """
+import os, sys, time
+from pathlib import Path
+from leed_runtime import pipeline
+from leed_runtime.cli import run_main
+
+marker, at = Path(sys.argv[1]), int(sys.argv[2])
+edit = pipeline.Editor.__call__
+
+def paused(self, frame, dexp=None):
+    if self.frames == at:
+        marker.write_text(str(os.getpid()))
+        while True:
+            time.sleep(3600)
+    return edit(self, frame, dexp)
+
+pipeline.Editor.__call__ = paused
+sys.argv = ["leed-run", *sys.argv[3:]]
+run_main()
+"""
 
 
-def _run_video(clip: Path, ref: Path, model: Path, out: Path, *extra: str) -> subprocess.Popen:
-    return popen("leed-run", "--video", str(clip), "--ref", str(ref), "--model", str(model), "--out", str(out), *extra)
+def paused_run(tmp_path: Path, out: Path, *extra: str, at: int = 3) -> tuple[subprocess.Popen, Path]:
+    """A `leed-run --video` on the real clip, held before frame `at`; returns it once it waits there."""
+    marker = tmp_path / "paused"
+    args = [str(marker), str(at), "--video", str(VIDEO), "--ref", str(REF), "--out", str(out), *extra]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", PAUSED_RUN, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    wait_for(marker.exists, proc, timeout=300)  # a deadline for a broken run, not a speed assumption
+    return proc, marker
 
 
-def test_sigkill_mid_video_leaves_only_a_tmp_that_the_next_run_removes(
-    synth_faces: Path, tiny_export: Path, long_clip: Path, tmp_path: Path
-) -> None:
-    ref, out = corpus.face_jpg(synth_faces, tmp_path), tmp_path / "out.mp4"
-    proc = _run_video(long_clip, ref, tiny_export, out)
-    wait_for(lambda: any(tmp_path.glob(".tmp-out.mp4.*")), proc)
-    time.sleep(0.5)
+def test_sigkill_mid_video_leaves_only_a_tmp_that_the_next_run_removes(tmp_path: Path) -> None:
+    out = tmp_path / "out.mp4"
+    proc, marker = paused_run(tmp_path, out)
+    assert any(tmp_path.glob(".tmp-out.mp4.*"))  # three frames are in the temp file
     proc.send_signal(signal.SIGKILL)
     proc.communicate()
     assert not out.exists()
     stale = list(tmp_path.glob(".tmp-out.mp4.*"))
     assert stale and all(f".tmp-out.mp4.{proc.pid}." in p.name for p in stale)
 
-    again = _run_video(long_clip, ref, tiny_export, out, "--max-frames", "3")
-    _, err = again.communicate(timeout=120)
+    marker.unlink()
+    again = popen("leed-run", "--video", str(VIDEO), "--ref", str(REF), "--out", str(out), "--max-frames", "3")
+    _, err = again.communicate(timeout=300)
     assert again.returncode == 0, err[-2000:]
     assert out.is_file() and not list(tmp_path.glob(".tmp-*"))
 
 
-def test_sigint_mid_video_exits_130_with_nothing_written(
-    synth_faces: Path, tiny_export: Path, long_clip: Path, tmp_path: Path
+@pytest.mark.parametrize(
+    ("signum", "code", "message"),
+    [
+        pytest.param(signal.SIGINT, 130, "interrupted: nothing half-written was kept", id="SIGINT"),
+        pytest.param(signal.SIGTERM, 143, "interrupted by SIGTERM: nothing half-written was kept", id="SIGTERM"),
+        pytest.param(signal.SIGHUP, 129, "interrupted by SIGHUP: nothing half-written was kept", id="SIGHUP"),
+    ],
+)
+def test_a_signal_mid_video_exits_128_plus_it_with_nothing_written(
+    signum: int, code: int, message: str, tmp_path: Path
 ) -> None:
-    ref, out = corpus.face_jpg(synth_faces, tmp_path), tmp_path / "out.mp4"
-    proc = _run_video(long_clip, ref, tiny_export, out)
-    wait_for(lambda: any(tmp_path.glob(".tmp-out.mp4.*")), proc)
-    proc.send_signal(signal.SIGINT)  # at once: the clip is far from done (see long_clip)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err[-2000:]
-    assert "Traceback" not in err and "interrupted: nothing half-written was kept" in err
-    assert not out.exists() and not list(tmp_path.glob(".tmp-*"))
+    out, strip, summary = tmp_path / "out.mp4", tmp_path / "strip.png", tmp_path / "summary.json"
+    proc, marker = paused_run(tmp_path, out, "--strip", str(strip), "--summary-json", str(summary))
+    assert any(tmp_path.glob(".tmp-out.mp4.*"))  # mid-video: frames are in the temp file
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == code, err[-2000:]
+    assert "Traceback" not in err and message in err, err[-2000:]
+    marker.unlink()
+    assert not list(tmp_path.iterdir())  # no output, no strip, no summary, no temp file
+
+
+def test_a_reader_that_goes_away_costs_the_run_nothing(tmp_path: Path) -> None:
+    """`leed-run ... | head -1`: stdout's reader is gone before the first line. The run goes on,
+    writes its files and exits 0, without a traceback (it used to exit 1, silently)."""
+    out, summary = tmp_path / "out.jpg", tmp_path / "summary.json"
+    read, write = os.pipe()
+    os.close(read)  # every write to stdout now fails with EPIPE
+    exe = Path(sys.executable).with_name("leed-run")
+    try:
+        proc = subprocess.run(
+            [str(exe), "--image", str(REF), "--ref", str(REF), "--out", str(out), "--summary-json", str(summary)],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=300,
+        )
+    finally:
+        os.close(write)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and "BrokenPipeError" not in proc.stderr, proc.stderr
+    assert out.is_file() and json.loads(summary.read_text())["frames"] == 1
+    assert not list(tmp_path.glob(".tmp-*"))

@@ -5,21 +5,26 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import re
 import shutil
+import typing
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
+from leed_runtime.errors import LeedError
 from leed_train.cli import train_main
-from leed_train.config import NetConfig, TrainConfig
+from leed_train.config import BOUNDS, PRESETS, NetConfig, TrainConfig, bounds_problem
 
 # config.json files written by leed before the neutralizer's architecture was stored only in
 # `net` (copies of runs/tw, stage 2 from photos, and runs/tw-g, a masked pair-only neutralizer:
 # runs that were training when the layout changed)
 OLD_CONFIGS = sorted((Path(__file__).parent / "configs").glob("v0-*.json"))
 MOVED = {"gan_conv_dim": "stargan_conv_dim", "gan_repeat": "stargan_repeat", "gan_mask": "stargan_mask"}
-ADDED = {"gan_lambda_keep": 0.0}  # fields added since, at the default that keeps an old run as it was
+ADDED = {"gan_lambda_keep": 0.0, "minutes": 0.0}  # fields added since, at the default that keeps an old run as it was
 
 
 def _dry_run(args: list[str]) -> dict:
@@ -101,3 +106,75 @@ def test_old_run_configs_resume_with_their_options(path: Path, tmp_path: Path) -
     cfg = _dry_run([str(tmp_path / "data"), "--out", str(run), "--resume"])
     old = {k: v for k, v in json.loads(path.read_text()).items() if k not in MOVED}
     assert cfg == {**old, **ADDED, "data_dir": str(tmp_path / "data"), "out": str(run), "resume": True}
+
+
+# -- declared ranges: each number's valid values are stated once, next to its field ---------------
+
+NUMBERS = [
+    (cls, f)
+    for cls in (TrainConfig, NetConfig)
+    for f in dataclasses.fields(cls)
+    if typing.get_type_hints(cls)[f.name] in (int, float)
+]
+
+
+@pytest.mark.parametrize(("cls", "f"), NUMBERS, ids=lambda x: getattr(x, "name", getattr(x, "__name__", "")))
+def test_every_number_declares_its_range_and_its_default_is_inside(cls: type, f: dataclasses.Field) -> None:
+    bounds = {k: f.metadata[k] for k in BOUNDS if k in f.metadata}
+    assert bounds, f"{cls.__name__}.{f.name} declares no range (min=, max=, above=, below=)"
+    assert bounds_problem(f.default, bounds) is None
+    for preset in PRESETS:
+        assert bounds_problem(getattr(NetConfig.from_preset(preset), f.name, f.default), bounds) is None
+
+
+def test_the_help_of_each_option_shows_its_range() -> None:
+    options = {p.name: p for p in train_main.params}
+    assert options["log_every"].help.endswith("[default: 50; >= 1]")
+    assert options["val_fraction"].help.endswith("[default: 0.1; >= 0 and < 0.5]")
+    assert options["lr"].help.endswith("[default: 0.0001; > 0]")
+    assert "[default: the preset's; >= 1]" in options["stargan_conv_dim"].help
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: TrainConfig(log_every=0), "--log-every must be >= 1, got 0"),
+        (lambda: TrainConfig(gan_lr=math.nan), "--gan-lr must be > 0, got nan"),
+        (lambda: TrainConfig(minutes=-math.inf), "--minutes must be >= 0, got -inf"),
+        (lambda: TrainConfig(beta2=1.0), "--beta2 must be >= 0 and < 1, got 1"),
+        (lambda: TrainConfig(seed=2**32), "--seed must be >= 0 and <= 4294967295, got 4294967296"),
+        (lambda: TrainConfig(epochs=2.5), "--epochs must be a whole number, got 2.5"),
+        (lambda: TrainConfig(use_q="no"), "--use-q must be true or false, got 'no'"),
+        (lambda: NetConfig(stargan_repeat=-1), "--gan-repeat must be >= 0, got -1"),
+        (lambda: NetConfig(code_channels=0), "net.code_channels must be >= 1, got 0"),
+        (lambda: NetConfig(width=math.nan), "net.width must be > 0, got nan"),
+        (lambda: TrainConfig.from_dict({"net": {"q_out": "16"}}), "net.q_out must be a whole number, got '16'"),
+    ],
+)
+def test_a_config_refuses_a_value_outside_its_declared_range(make: Callable[[], object], message: str) -> None:
+    with pytest.raises(LeedError, match=f"^{re.escape(message)}$"):
+        make()
+
+
+def test_a_float_field_takes_an_int_and_the_edges_of_its_range() -> None:
+    cfg = TrainConfig(lr=1, val_fraction=0, beta1=0, lambda_q=0, minutes=0, seed=2**32 - 1, batch_size=2)
+    assert cfg.resolved().lr == 1 and cfg.seed == 2**32 - 1
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('{"log_every": "fifty"}', "log_every must be a whole number, got 'fifty'"),
+        ('{"lr": NaN}', "lr must be > 0, got nan"),
+        ('{"net": {"stargan_conv_dim": 0}}', "net.stargan_conv_dim must be >= 1, got 0"),
+        ('{"gazes": [1]}', "gazes must be a list of strings, got (1,)"),
+        ('{"log_everyy": 5}', "unknown config key 'log_everyy' (did you mean 'log_every'?)"),
+        ("[1]", "not a run config (a JSON object of options, got list)"),
+        ('{"net": "tiny"}', "net must be a table of the architecture's fields, got 'tiny'"),
+    ],
+)
+def test_a_saved_config_with_a_bad_value_names_the_file_and_the_key(text: str, message: str, tmp_path: Path) -> None:
+    path = tmp_path / "config.json"
+    path.write_text(text)
+    with pytest.raises(LeedError, match=f"^{re.escape(f'{path}: {message}')}; fix it in that file or start a new run$"):
+        TrainConfig.load(path)
