@@ -200,43 +200,30 @@ def _count_video_packets(path: Path) -> int | None:
 
 # -- decoding ------------------------------------------------------------------------------------
 
-# Y'CbCr -> R'G'B' for 8-bit limited range ("tv"), by colour matrix (AVColorSpace codes).
-_KR_KB = {1: (0.2126, 0.0722), 5: (0.299, 0.114), 6: (0.299, 0.114)}  # BT.709, BT.601 (470BG, 170M)
-
-
-def _yuv_matrix(colorspace: int, full_range: bool) -> np.ndarray:
-    """3x4 affine matrix taking (Y, Cb, Cr) 0..255 to (R, G, B) 0..255."""
-    kr, kb = _KR_KB.get(colorspace, _KR_KB[5])  # unspecified: BT.601, as FFmpeg assumes
-    kg = 1 - kr - kb
-    ys, cs, y0 = (1.0, 1.0, 0.0) if full_range else (255 / 219, 255 / 224, 16.0)
-    m = np.array(
-        [
-            [ys, 0.0, 2 * (1 - kr) * cs],
-            [ys, -2 * (1 - kb) * kb / kg * cs, -2 * (1 - kr) * kr / kg * cs],
-            [ys, 2 * (1 - kb) * cs, 0.0],
-        ]
-    )
-    offset = -m @ np.array([y0, 128.0, 128.0])
-    return np.hstack([m, offset[:, None]]).astype(np.float32)
+# swscale's flags for yuv420p -> rgb24 (libswscale/swscale.h): bilinear chroma upsampling,
+# ACCURATE_RND (exact rounding: without it every pixel comes out ~0.75 levels dark),
+# FULL_CHR_H_INT and FULL_CHR_H_INP (full-resolution chroma on both sides of the conversion)
+_SWS_EXACT = 0x2 | 0x40000 | 0x2000 | 0x4000
 
 
 def to_rgb24(frame) -> np.ndarray:  # noqa: ANN001 - av.VideoFrame
-    """RGB uint8 of a decoded frame. 8-bit 4:2:0 is converted here with the frame's own colour
-    matrix and range, rounding correctly: FFmpeg's default yuv420p->rgb24 path (swscale without
-    accurate rounding) darkens every pixel by about one level. Other formats go through FFmpeg."""
-    if frame.format.name not in ("yuv420p", "yuvj420p") or frame.width % 2 or frame.height % 2:
+    """RGB uint8 of a decoded frame with the frame's own colour matrix and range (unspecified:
+    BT.601 limited range, as FFmpeg assumes), rounded exactly. FFmpeg's default yuv420p->rgb24
+    path darkens every pixel by about 0.75 levels; these flags do not (mean error 0.01 levels
+    against an exact float conversion, 1 level at the 99th percentile, on a 720p frame) and take
+    5.5 ms where the float conversion in numpy took 30 ms (2026-11-28, 2 loaded cores)."""
+    if frame.format.name not in ("yuv420p", "yuvj420p"):
         return frame.to_ndarray(format="rgb24")
-    import cv2
-
-    h, w = frame.height, frame.width
-    planes = [np.frombuffer(p, np.uint8).reshape(-1, p.line_size) for p in frame.planes]
-    y = planes[0][:h, :w]
-    cb = cv2.resize(planes[1][: h // 2, : w // 2], (w, h), interpolation=cv2.INTER_LINEAR)
-    cr = cv2.resize(planes[2][: h // 2, : w // 2], (w, h), interpolation=cv2.INTER_LINEAR)
     full = frame.format.name == "yuvj420p" or int(frame.color_range or 0) == 2
-    m = _yuv_matrix(int(frame.colorspace or 2), full)
-    rgb = cv2.transform(np.dstack([y, cb, cr]).astype(np.float32), m)
-    return np.clip(rgb + 0.5, 0, 255).astype(np.uint8)
+    converted = frame.reformat(
+        format="rgb24",
+        # AVColorSpace codes index swscale's coefficient table directly; 0 / 2 (unspecified): BT.601
+        src_colorspace=int(frame.colorspace or 0) if int(frame.colorspace or 0) in (1, 4, 5, 6, 7, 9) else 5,
+        src_color_range=2 if full else 1,
+        dst_color_range=2,
+        interpolation=_SWS_EXACT,
+    )
+    return converted.to_ndarray()
 
 
 @dataclass
