@@ -9,7 +9,7 @@ import click
 
 from leed_app.app import build_app, launch
 from leed_app.jobs import default_work_root
-from leed_runtime.errors import handle_errors
+from leed_runtime.errors import OneLineCommand, handle_errors
 from leed_runtime.manifest import read_manifest
 
 APP_EXAMPLE = """
@@ -21,7 +21,11 @@ Examples:
 """
 
 
-@click.command(epilog=APP_EXAMPLE, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.command(
+    cls=OneLineCommand,
+    epilog=APP_EXAMPLE,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.option(
     "--host",
     default="127.0.0.1",

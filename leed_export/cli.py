@@ -10,7 +10,7 @@ from google.protobuf.message import DecodeError
 
 from leed_export.export import ExportConfig, check_export, run_export
 from leed_runtime.backends.table import engine_kinds
-from leed_runtime.errors import LeedError, handle_errors
+from leed_runtime.errors import LeedError, OneLineCommand, handle_errors
 from leed_runtime.manifest import read_manifest
 from leed_train.cli import os_error_line
 
@@ -23,7 +23,7 @@ Examples:
 """
 
 
-@click.command(epilog=EXPORT_EXAMPLE, context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(cls=OneLineCommand, epilog=EXPORT_EXAMPLE, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("run_dir", required=False)
 @click.option("--out", default="", help="Export folder (written whole at the end, or not at all).")
 @click.option("--fp16", is_flag=True, help="Also FP16 graphs, normalisation and output layers kept FP32.")

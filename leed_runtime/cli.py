@@ -15,7 +15,7 @@ import click
 from leed_runtime.backends.table import backend_kinds
 from leed_runtime.batch import folder_input, run_folder
 from leed_runtime.doctor import collect, render
-from leed_runtime.errors import EXIT_USER_ERROR, LeedError, handle_errors, one_line
+from leed_runtime.errors import LeedError, OneLineCommand, handle_errors
 from leed_runtime.run import LIMITS, RunConfig, run
 
 RUN_EXAMPLE = """
@@ -28,30 +28,6 @@ Examples:
   leed-run --image face.jpg --ref surprised.jpg --out edited.jpg
   leed-run --webcam 0 --ref smile.jpg --preview
 """
-
-
-class _OneLine(click.ClickException):
-    """A refused command line, shown as every other refusal: one `error:` line, exit 2."""
-
-    exit_code = EXIT_USER_ERROR
-
-    def show(self, file: Any = None) -> None:
-        click.echo(f"error: {one_line(self.message)}", err=True)
-
-
-class _Command(click.Command):
-    """A click command whose bad flags (a number out of range, an unknown option, a missing
-    value) are one `error:` line naming the flag and exit 2, not click's usage block."""
-
-    def make_context(
-        self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any
-    ) -> click.Context:
-        try:
-            return super().make_context(info_name, args, parent=parent, **extra)
-        except LeedError as exc:
-            raise _OneLine(str(exc)) from None
-        except click.UsageError as exc:
-            raise _OneLine(f"{exc.format_message().rstrip('.')}; see {info_name or 'leed-run'} --help") from None
 
 
 class _Number(click.ParamType):
@@ -128,7 +104,9 @@ def _signals_end_cleanly() -> Iterator[None]:
 
 
 @click.command(
-    cls=_Command, epilog=RUN_EXAMPLE, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}
+    cls=OneLineCommand,
+    epilog=RUN_EXAMPLE,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
 @click.option(
     "--video", default=None, help="Input video file (fps, size, frame count and audio are kept), or a folder of them."
@@ -175,7 +153,9 @@ def run_main(refs: tuple[str, ...], ref_weights: list[float] | None, no_smooth: 
             sys.exit(1)  # the batch went on past its bad files, each named on stderr: say so to scripts
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]}, epilog="\b\nExample:\n  leed-doctor")
+@click.command(
+    cls=OneLineCommand, context_settings={"help_option_names": ["-h", "--help"]}, epilog="\b\nExample:\n  leed-doctor"
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
 @handle_errors
 def doctor_main(as_json: bool) -> None:

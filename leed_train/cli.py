@@ -21,7 +21,7 @@ from typing import Any
 import click
 
 from leed_runtime.atomic import TMP_PREFIX
-from leed_runtime.errors import LeedError, handle_errors
+from leed_runtime.errors import LeedError, OneLineCommand, handle_errors
 from leed_train.checkpoint import latest_checkpoint
 from leed_train.config import STAGES, NetConfig, TrainConfig, bounds_text, flag_name
 from leed_train.data.cache import default_cache_dir
@@ -89,7 +89,11 @@ def _config_options(command: Callable) -> Callable:
     return command
 
 
-@click.command(epilog=TRAIN_EXAMPLE, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.command(
+    cls=OneLineCommand,
+    epilog=TRAIN_EXAMPLE,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.argument("data_dir", required=False, type=click.Path(path_type=Path))
 @_config_options
 @click.option("--check", is_flag=True, help="Print a dataset report and exit (non-zero on a bad folder).")

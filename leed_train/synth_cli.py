@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from leed_runtime.errors import LeedError, handle_errors
+from leed_runtime.errors import LeedError, OneLineGroup, handle_errors
 from leed_train.config import SEED, check_number
 from leed_train.data.synth import render_faces, render_video
 
@@ -31,7 +31,7 @@ Examples:
 """
 
 
-@click.group(epilog=SYNTH_EXAMPLE, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=OneLineGroup, epilog=SYNTH_EXAMPLE, context_settings={"help_option_names": ["-h", "--help"]})
 def synth_main() -> None:
     """Render synthetic faces in RaFD's file format, with exact ground truth."""
 

@@ -15,7 +15,7 @@ from leed_export.bench.video import bench_video
 from leed_runtime.atomic import atomic_write_text
 from leed_runtime.backends.select import PRECISIONS
 from leed_runtime.backends.table import backend_kinds
-from leed_runtime.errors import LeedError, handle_errors
+from leed_runtime.errors import LeedError, OneLineGroup, handle_errors
 from leed_train.config import PERCEPTUAL, PRESETS
 
 BACKENDS = ["auto", *backend_kinds()]
@@ -30,7 +30,7 @@ Examples:
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-@click.group(epilog=EXAMPLE, context_settings=CONTEXT)
+@click.group(cls=OneLineGroup, epilog=EXAMPLE, context_settings=CONTEXT)
 def bench_main() -> None:
     """Benchmarks: inference per graph and chain, a real leed-run per stage, the training step."""
 

@@ -15,7 +15,7 @@ from click.core import ParameterSource
 from leed_export.evaluate.config import DEFAULT_GATE, EvalConfig
 from leed_export.evaluate.real import RealEvalConfig, run_real_eval
 from leed_export.evaluate.run import run_eval
-from leed_runtime.errors import LeedError, handle_errors
+from leed_runtime.errors import LeedError, OneLineCommand, handle_errors
 from leed_train.cli import os_error_line
 from leed_train.data.index import scan
 
@@ -39,7 +39,11 @@ def choose_protocol(protocol: str, data_dir: str) -> str:
     return "real" if scan(data_dir, detect=False).format == "faces-tw" else "exact"
 
 
-@click.command(epilog=EVAL_EXAMPLE, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.command(
+    cls=OneLineCommand,
+    epilog=EVAL_EXAMPLE,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.argument("model_dir")
 @click.argument("data_dir")
 @click.option("--out", required=True, help="Report folder (metrics.json, figures, report.md).")
