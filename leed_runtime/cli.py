@@ -135,6 +135,8 @@ def _signals_end_cleanly() -> Iterator[None]:
 @_number("--max-faces", 4, "Edit at most this many faces per frame, the largest and most central first.")
 @_number("--detect-every", 4, "Full face detection every N frames; tracked in between.")
 @click.option("--no-smooth", is_flag=True, help="Do not smooth landmarks over time.")
+@click.option("--cuda-graph", is_flag=True, help="onnxruntime-cuda: replay the face graphs as CUDA graphs.")
+@click.option("--nhwc", is_flag=True, help="onnxruntime-cuda: prefer NHWC convolution kernels.")
 @click.option("--preview", is_flag=True, help="Show the result in a window while it runs.")
 @_number("--max-frames", 0, "Stop after N frames.")
 @click.option(

@@ -84,7 +84,12 @@ class Editor:
         fps: float = 30.0,
         smooth: bool = True,
         detect_every: int = 1,
+        graph_options: dict[str, Any] | None = None,
     ) -> None:
+        """`graph_options`: backend options for the face graphs (reference, edit, fit), e.g.
+        {"cuda_graph": True, "prefer_nhwc": True} on onnxruntime-cuda; a backend that does not
+        take one refuses it naming the kinds that do. The detector never gets them (P-net's
+        image sizes change from frame to frame)."""
         self.folder = Path(model_dir)
         self.manifest = read_manifest(self.folder)  # each backend verifies the file it loads
         self.kind, self.reason = choose_backend(backend, self.folder, self.manifest, "edit")
@@ -100,10 +105,11 @@ class Editor:
             backend=detector_kind,
             backend_options=options if backend_row(detector_kind).uses_cuda else {},
         )
-        self._reference = open_backend(self.kind, self.folder, self.manifest, self._graph("reference"), **options)
-        self._edit = open_backend(self.kind, self.folder, self.manifest, self._graph("edit"), **options)
+        faces = {**options, **(graph_options or {})}
+        self._reference = open_backend(self.kind, self.folder, self.manifest, self._graph("reference"), **faces)
+        self._edit = open_backend(self.kind, self.folder, self.manifest, self._graph("edit"), **faces)
         self._fit = (
-            open_backend(self.kind, self.folder, self.manifest, self._graph("fit"), **options)
+            open_backend(self.kind, self.folder, self.manifest, self._graph("fit"), **faces)
             if "fit" in self.manifest.artifacts
             else None
         )

@@ -126,6 +126,8 @@ class RunConfig:
     detect_every: int = 4  # full face detection every N video frames; O-net tracks in between
     smooth: bool = True
     preview: bool = False
+    cuda_graph: bool = False  # onnxruntime-cuda: capture and replay the face graphs as CUDA graphs
+    nhwc: bool = False  # onnxruntime-cuda: prefer NHWC convolution kernels
     max_frames: int = 0  # > 0: stop after N frames (webcam, tests)
     summary_json: str | None = None
     strip: str | None = None  # PNG: references, then input over edited for `strip_frames` frames
@@ -225,6 +227,7 @@ def run(cfg: RunConfig) -> dict:
         fps=fps,
         smooth=cfg.smooth,
         detect_every=detect_every,
+        graph_options={k: True for k, on in (("cuda_graph", cfg.cuda_graph), ("prefer_nhwc", cfg.nhwc)) if on},
     ) as editor:
         print(f"leed-run: backend {editor.kind} ({editor.reason})", file=report)
         codes = [editor.encode_reference(r, name) for r, name in zip(refs, cfg.refs, strict=True)]

@@ -208,3 +208,16 @@ def test_a_video_larger_than_8k_is_refused_from_its_stream_header(tmp_path: Path
     proc = leed_run("--video", str(video), "--ref", str(REF), "--out", str(out))
     assert "7696x4336 is larger than 8K" in assert_refused_by_flag(proc.returncode, proc.stderr, str(video))
     assert not out.exists() and not list(tmp_path.glob(".tmp-*"))
+
+
+def test_cuda_graph_and_nhwc_reach_the_face_graphs_and_are_refused_where_they_cannot_work(tmp_path: Path) -> None:
+    """`--cuda-graph` / `--nhwc` go to the face graphs' backend; on a backend without them the
+    run stops in one line naming the backend that takes them, before any frame or file."""
+    out = tmp_path / "out.mp4"
+    for flag, option in (("--cuda-graph", "cuda_graph"), ("--nhwc", "prefer_nhwc")):
+        code, _, stderr = invoke(
+            "--video", str(VIDEO), "--ref", str(REF), "--backend", "onnxruntime-cpu", flag, "--out", str(out)
+        )
+        line = assert_refused_by_flag(code, stderr, option)
+        assert "use --backend onnxruntime-cuda" in line
+    assert not out.exists() and not list(tmp_path.glob(".tmp-*"))
