@@ -79,6 +79,9 @@ class Artifact:
     engine: EngineInfo | None = None
 
 
+DETECTOR_GRAPHS = ("pnet", "rnet", "onet")  # MTCNN's graphs, beside the face graphs in an export
+
+
 @dataclass
 class Manifest:
     leed_version: str
@@ -151,7 +154,10 @@ def read_manifest(folder: Path | str) -> Manifest:
 
 
 def _check_sizes(manifest: Manifest) -> None:
-    """`image.size` and `code.channels`/`code.size` are positive whole numbers (ValueError else)."""
+    """`image.size` and `code.channels`/`code.size` are positive whole numbers (ValueError else),
+    in every manifest with a face graph (one holding only the detector's graphs states none)."""
+    if all(name.split(".")[0] in DETECTOR_GRAPHS for name in manifest.artifacts):
+        return
     for block, key in (("image", "size"), ("code", "channels"), ("code", "size")):
         table = getattr(manifest, block)
         if not isinstance(table, dict) or key not in table:

@@ -24,9 +24,9 @@ from leed_runtime.backends.base import Backend
 from leed_runtime.backends.table import open_backend
 from leed_runtime.errors import LeedError
 from leed_runtime.image import to_rgb
-from leed_runtime.manifest import Manifest
+from leed_runtime.manifest import DETECTOR_GRAPHS, Manifest
 
-NETS = ("pnet", "rnet", "onet")
+NETS = DETECTOR_GRAPHS
 DEFAULT_MAX_BATCH = 512  # as facenet-pytorch, for backends that state no limit
 
 
