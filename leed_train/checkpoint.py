@@ -24,12 +24,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import safetensors
 import safetensors.torch
 import torch
 from torch import nn
 
 from leed_runtime.atomic import TMP_PREFIX, fsync_dir, pid_alive
-from leed_runtime.errors import LeedError
+from leed_runtime.errors import LeedError, one_line
 
 FORMAT = 1
 WEIGHTS = "weights.safetensors"
@@ -235,6 +236,15 @@ def save_checkpoint(
         else:
             os.replace(tmp, final)
         fsync_dir(root)
+    except (OSError, safetensors.SafetensorError) as exc:
+        # a full disk or a read-only folder: safetensors raises its own error, not OSError
+        shutil.rmtree(tmp, ignore_errors=True)
+        latest = latest_checkpoint(run_dir, stage)
+        keep = f"; {latest.name} is intact: rerun with --resume" if latest is not None else ""
+        raise LeedError(
+            f"{final}: cannot write the checkpoint ({one_line(str(exc))[:160]}); free some space or make "
+            f"{root} writable{keep}"
+        ) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -12,12 +12,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import safetensors
 import safetensors.torch
 import torch
 from torch import nn
 
 from leed_runtime.atomic import atomic_write_text
 from leed_runtime.errors import LeedError
+from leed_train import checkpoint
 from leed_train.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
@@ -238,3 +240,23 @@ def test_sigkill_mid_save_leaves_a_loadable_checkpoint(tmp_path: Path) -> None:
     state = load_checkpoint(path, {"E": net}, {"opt": opt}, restore_rng=False)
     assert float(net[0].bias[0].detach()) == state["step"]
     assert opt.state_dict()["state"][0]["exp_avg"].shape == (1024, 1024)
+
+
+def test_a_checkpoint_that_cannot_be_written_is_one_line_and_keeps_the_last(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk during a checkpoint: safetensors raises its own error, which becomes one line
+    naming the folder and the intact checkpoint to resume from; no half-written folder stays."""
+    net = torch.nn.Linear(2, 2)
+    opt = torch.optim.Adam(net.parameters())
+    checkpoint.save_checkpoint(tmp_path, "leed", 10, {"E": net}, {"E": opt})
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise safetensors.SafetensorError("Error while serializing: IoError(No space left on device)")
+
+    monkeypatch.setattr(checkpoint.safetensors.torch, "save_file", full)
+    with pytest.raises(
+        LeedError, match=r"leed-00000020: cannot write the checkpoint .*No space left.*leed-00000010 is intact"
+    ):
+        checkpoint.save_checkpoint(tmp_path, "leed", 20, {"E": net}, {"E": opt})
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["leed-00000010"]
