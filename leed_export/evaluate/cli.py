@@ -149,27 +149,33 @@ def check_report_folder(out: Path, data_dir: Path) -> None:
 
 @contextlib.contextmanager
 def _whole_or_nothing(out: Path) -> Iterator[None]:
-    """Run a report into `out`; when it fails, remove what it added there (all of `out` and the
-    folders made for it, when it made them), and say an OSError (full disk, read-only) in one line."""
+    """Run a report into `out`, whole or not at all: an earlier report there is moved aside first
+    and comes back if this one fails (removed once this one is complete); folders made for it are
+    removed on failure; an OSError (full disk, read-only) is said in one line."""
     top = out
     while not top.parent.exists() and top.parent != top:
         top = top.parent
     made = not top.exists()
-    before = set(out.iterdir()) if out.is_dir() else set()
+    earlier = None
+    if out.is_dir() and any(out.iterdir()):  # an earlier report (check_report_folder allowed it)
+        earlier = out.parent / f".tmp-{out.name}.earlier.{os.getpid()}"
+        os.replace(out, earlier)
     try:
         yield
     except BaseException as exc:
         if made:
             shutil.rmtree(top, ignore_errors=True)
         elif out.is_dir():
-            for path in set(out.iterdir()) - before:
-                if path.is_dir():
-                    shutil.rmtree(path, ignore_errors=True)
-                else:
-                    path.unlink(missing_ok=True)
+            shutil.rmtree(out, ignore_errors=True)
+        if earlier is not None:
+            os.replace(earlier, out)  # the earlier report, as it was
+        elif not made:
+            out.mkdir(exist_ok=True)  # the empty folder the user gave, as it was
         if isinstance(exc, OSError):
             raise LeedError(os_error_line(exc, "--out", out, " (nothing of this report was kept)")) from None
         raise
+    if earlier is not None:
+        shutil.rmtree(earlier, ignore_errors=True)
 
 
 def _given(ctx: click.Context, name: str) -> bool:

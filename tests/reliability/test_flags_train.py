@@ -565,6 +565,16 @@ def test_leed_eval_failing_midway_leaves_no_half_report(
     refused(exit_code, err, f"--out {out}: cannot write {out / 'metrics.json'}", "No space left on device")
     assert not (tmp_path / "reports").exists()
 
+    # into an earlier report: a failing run leaves that report exactly as it was
+    out.mkdir(parents=True)
+    earlier = {"metrics.json": '{"earlier": true}\n', "report.md": "# the earlier report\n", "grid.jpg": "jpeg"}
+    for name, text in earlier.items():
+        (out / name).write_text(text)
+    exit_code, _, err = invoke(eval_main, SHIPPED, synth_faces, "--out", out)
+    refused(exit_code, err, "No space left on device")
+    assert {p.name: p.read_text() for p in out.iterdir()} == earlier
+    assert [p.name for p in out.parent.iterdir()] == ["r"]  # no .tmp-* folder left beside it
+
 
 # -- leed-synth ---------------------------------------------------------------------------------------
 
