@@ -356,8 +356,15 @@ class VideoWriter:
         audio_from: Path | str | None = None,
         crf: int = 18,
         sar: Fraction | None = None,
+        background: bool = True,
     ) -> None:
+        """`background`: encode in a thread of its own while the caller edits the next frame
+        (`write` then only queues; an encoder error comes out of the next `write` or `close`)."""
         self.out = Path(out)
+        self.background = background
+        self._queue: queue.Queue | None = None
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
         self.container = container_for(self.out)  # refuses a suffix that is not a video container
         self.fps = exact_rate(fps)
         self.width, self.height = size
@@ -475,10 +482,59 @@ class VideoWriter:
     # -- frames
 
     def write(self, frame: np.ndarray) -> None:
-        av = _av()
-
+        """Encode `frame` (RGB uint8, the writer's size); with `background`, queue it for the
+        encoder thread (at most 4 frames wait) and return. The caller must not change the array
+        afterwards."""
         if frame.shape[:2] != (self.height, self.width):
             raise ValueError(f"frame {frame.shape[:2]} is not {(self.height, self.width)}")
+        if not self.background:
+            self._write_now(frame)
+            return
+        if self._thread is None:
+            self._queue = queue.Queue(maxsize=4)
+            self._thread = threading.Thread(target=self._encode_loop, name="leed-encode", daemon=True)
+            self._thread.start()
+        while True:
+            self._raise_encoder_error()
+            try:
+                self._queue.put(frame, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def _encode_loop(self) -> None:
+        while True:
+            frame = self._queue.get()
+            if frame is None:
+                return
+            try:
+                self._write_now(frame)
+            except BaseException as exc:  # handed to the caller's next write or close
+                self._error = exc
+                return
+
+    def _raise_encoder_error(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def _stop_encoder(self, drop: bool) -> None:
+        """End the encoder thread: after the queued frames (or dropping them, `drop`)."""
+        if self._thread is None:
+            return
+        if drop:
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    self._queue.get_nowait()
+        while self._thread.is_alive():
+            with contextlib.suppress(queue.Full):
+                self._queue.put(None, timeout=0.1)
+                break
+        self._thread.join()
+        self._thread = None
+
+    def _write_now(self, frame: np.ndarray) -> None:
+        av = _av()
         if self._square is not None:
             import cv2
 
@@ -576,6 +632,8 @@ class VideoWriter:
         """Flush, finish the audio (cut where the video stops if it stopped early), rename into
         place; returns the output path."""
         try:
+            self._stop_encoder(drop=False)
+            self._raise_encoder_error()
             for packet in self._video.encode():
                 self._mux_video(packet)
             cut = None
@@ -605,6 +663,8 @@ class VideoWriter:
 
     def abort(self) -> None:
         """Drop everything written so far (no output file appears)."""
+        self._stop_encoder(drop=True)
+        self._error = None
         self._close_output()
         if not self._tmp.exists():
             return  # closed or aborted already
