@@ -169,8 +169,8 @@ class OnnxRuntimeBackend(Backend):
         """cuDNN's algorithm search, run once per new input shape: EXHAUSTIVE (timed, best) for
         graphs whose shapes settle (the face graphs: the batch is the faces of a frame), HEURISTIC
         where every frame brings new shapes (P-net's image pyramid: any height and width), since
-        an exhaustive search per new shape costs more than it saves. The detector's R-net and
-        O-net, whose batch is the candidates of each frame, are opened with "heuristic"."""
+        an exhaustive search per new shape costs more than it saves. The detector opens all three
+        of its graphs with "heuristic" (R-net's and O-net's batch is the candidates of each frame)."""
         if self.conv_search != "auto":
             return self.conv_search.upper()
         batch_dims = {t.shape[0] for t in self.inputs if t.shape and isinstance(t.shape[0], str)}

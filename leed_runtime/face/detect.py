@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from leed_runtime.backends.base import Backend
-from leed_runtime.backends.table import open_backend
+from leed_runtime.backends.table import backend_row, open_backend
 from leed_runtime.errors import LeedError
 from leed_runtime.image import to_rgb
 from leed_runtime.manifest import DETECTOR_GRAPHS, Manifest
@@ -124,8 +124,13 @@ class MTCNNDetector:
         backend_options: dict[str, Any] | None = None,
     ) -> None:
         self._configure(min_face, thresholds, factor)
+        options = dict(backend_options or {})
+        if "conv_search" in backend_row(backend).options:
+            # R-/O-net's batch is the candidates of each frame, P-net's input any image size: a new
+            # shape almost every frame, so cuDNN's exhaustive search per shape would never pay
+            options.setdefault("conv_search", "heuristic")
         self.nets: dict[str, Backend] = {
-            name: open_backend(backend, Path(folder), manifest, name, **(backend_options or {})) for name in NETS
+            name: open_backend(backend, Path(folder), manifest, name, **options) for name in NETS
         }
         # Crops per R-/O-net call: an engine's profile maximum, else the backend's own limit.
         self.max_batch = {

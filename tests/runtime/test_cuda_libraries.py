@@ -15,6 +15,7 @@ import pytest
 from leed_runtime import cuda
 from leed_runtime.backends import onnxruntime as ortb
 from leed_runtime.errors import LeedError
+from leed_runtime.face.detect import MTCNNDetector
 from leed_runtime.manifest import read_manifest
 
 
@@ -173,3 +174,13 @@ def test_cudnn_search_is_exhaustive_only_where_shapes_settle() -> None:
     assert search("rnet", conv_search="heuristic") == "HEURISTIC"
     with pytest.raises(LeedError, match="conv_search 'fast' is unknown"):
         search("edit", conv_search="fast")
+
+
+def test_the_detector_asks_for_the_heuristic_search_on_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = Path(__file__).resolve().parents[2] / "samples" / "models" / "tw-tiny"
+    detector = MTCNNDetector(folder, read_manifest(folder), backend="onnxruntime-cuda")  # constructed, not opened
+    assert {name: net._conv_search() for name, net in detector.nets.items()} == {
+        "pnet": "HEURISTIC",
+        "rnet": "HEURISTIC",
+        "onet": "HEURISTIC",
+    }
