@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-EXTRAS ?= train,runtime,tensorrt-rtx,dev,app
+EXTRAS ?= train,runtime,tensorrt-rtx,dev,app,openvino
 DEMO ?= demo
 
 .PHONY: app app-screenshot install weights gpu-pack gpu-wheels gpu-check gpu-check-dry demo demo-data demo-train test test-fast lint format ci clean

@@ -137,6 +137,9 @@ def _signals_end_cleanly() -> Iterator[None]:
 @click.option("--no-smooth", is_flag=True, help="Do not smooth landmarks over time.")
 @click.option("--cuda-graph", is_flag=True, help="onnxruntime-cuda: replay the face graphs as CUDA graphs.")
 @click.option("--nhwc", is_flag=True, help="onnxruntime-cuda: prefer NHWC convolution kernels.")
+@click.option(
+    "--bf16", is_flag=True, help="openvino: the face graphs in bf16 (CPUs with AVX512-BF16/AMX; parity-gated)."
+)
 @click.option("--preview", is_flag=True, help="Show the result in a window while it runs.")
 @_number("--max-frames", 0, "Stop after N frames.")
 @click.option(

@@ -259,9 +259,9 @@ def detector_backend(kind: str, folder: Path, manifest: Manifest) -> str:
     backends (TensorRT, TensorRT-RTX), which the export builds no detector engines for (P-net's
     input size changes with every pyramid level), the best onnxruntime that runs here, CUDA when
     it can, on the pipeline's stream."""
-    if backend_row(kind).format == "onnx":
+    if backend_row(kind).format == "onnx" and backend_row(kind).detector:
         return kind
-    for onnx_kind in (k for k in backend_kinds() if backend_row(k).format == "onnx"):
+    for onnx_kind in (k for k in backend_kinds() if backend_row(k).format == "onnx" and backend_row(k).detector):
         try:
             return choose_backend(onnx_kind, folder, manifest, "pnet")[0]
         except LeedError:

@@ -128,6 +128,7 @@ class RunConfig:
     preview: bool = False
     cuda_graph: bool = False  # onnxruntime-cuda: capture and replay the face graphs as CUDA graphs
     nhwc: bool = False  # onnxruntime-cuda: prefer NHWC convolution kernels
+    bf16: bool = False  # openvino: the face graphs in bf16 (gated by their own parity against FP32)
     max_frames: int = 0  # > 0: stop after N frames (webcam, tests)
     summary_json: str | None = None
     strip: str | None = None  # PNG: references, then input over edited for `strip_frames` frames
@@ -227,7 +228,10 @@ def run(cfg: RunConfig) -> dict:
         fps=fps,
         smooth=cfg.smooth,
         detect_every=detect_every,
-        graph_options={k: True for k, on in (("cuda_graph", cfg.cuda_graph), ("prefer_nhwc", cfg.nhwc)) if on},
+        graph_options={
+            **{k: True for k, on in (("cuda_graph", cfg.cuda_graph), ("prefer_nhwc", cfg.nhwc)) if on},
+            **({"precision": "bf16"} if cfg.bf16 else {}),
+        },
     ) as editor:
         print(f"leed-run: backend {editor.kind} ({editor.reason})", file=report)
         codes = [editor.encode_reference(r, name) for r, name in zip(refs, cfg.refs, strict=True)]

@@ -24,6 +24,7 @@ EXAMPLE = """
 Examples:
   leed-bench infer exports/small --batch 1,8,64 --torch runs/small --json bench-infer.json
   leed-bench infer exports/paper --backend onnxruntime-cuda --precision fp16 --cuda-graph --nhwc
+  leed-bench infer exports/small --backend onnxruntime-cpu --compare openvino --compare openvino:precision=bf16
   leed-bench video exports/small --video in.mp4 --ref smile.jpg --json bench-video.json
   leed-bench train --preset paper --batch-size 24 --steps 20
 """
@@ -63,11 +64,17 @@ def _num(value: float | None, fmt: str) -> str:
 @click.option("--warmup", type=int, default=5, show_default=True)
 @click.option("--iters", type=int, default=50, show_default=True)
 @click.option("--torch", "torch_run", default=None, help="Training run: also time the chain in PyTorch eager.")
+@click.option(
+    "--compare",
+    multiple=True,
+    help="Also time KIND[:OPTION=VALUE,...] in the same run, calls interleaved (repeatable), "
+    "e.g. openvino:precision=bf16.",
+)
 @click.option("--json", "json_out", default=None, help="Write the results as JSON here.")
 @handle_errors
-def infer(export_dir: str, batch: str, json_out: str | None, **opts: Any) -> None:
+def infer(export_dir: str, batch: str, json_out: str | None, compare: tuple[str, ...], **opts: Any) -> None:
     """Time each graph of the chain, the chain and `edit` of EXPORT_DIR (median, p99, FLOPs)."""
-    result = bench_infer(InferConfig(export_dir=export_dir, batches=_batches(batch), **opts))
+    result = bench_infer(InferConfig(export_dir=export_dir, batches=_batches(batch), compare=compare, **opts))
     m = result["machine"]
     where = result["gpu"] or f"{m['cpu']}, {m['cpu_count']} cores"
     click.echo(
@@ -88,6 +95,14 @@ def infer(export_dir: str, batch: str, json_out: str | None, **opts: Any) -> Non
         if torch:
             line += f"{_num(r['torch_median_ms'], '.3f'):>10}{_num(r['speedup_vs_torch'], '.2f'):>9}"
         click.echo(line)
+    for setup in result.get("compare", []):
+        click.echo(f"  vs {setup['label']} (same calls, interleaved; x: {result['backend']} ms / its ms)")
+        click.echo(f"  {'graph':<13}{'batch':>6}{'median ms':>11}{'x':>7}{'max abs':>10}{'PSNR dB':>9}")
+        for r in setup["results"]:
+            click.echo(
+                f"  {r['graph']:<13}{r['batch']:>6}{r['median_ms']:>11.3f}{r['speedup']:>7.2f}"
+                f"{r['max_abs_vs_primary']:>10.1e}{r['psnr_db_vs_primary']:>9.1f}"
+            )
     _write_json(json_out, result)
 
 

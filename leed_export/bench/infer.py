@@ -1,11 +1,19 @@
 """`leed-bench infer`: each graph of an export's chain, the four chained and the fused `edit`,
 through a runtime backend, per batch size (see the package doc); `bench_torch` times the same
-networks in PyTorch eager on the run's weights for comparison."""
+networks in PyTorch eager on the run's weights for comparison.
+
+`compare` times other backends (or the same one with other options) in the same run: each
+call of the primary backend is followed by the same call on each compared one (interleaved
+rounds, so a load change on a shared machine hits all alike), on the same inputs. Their rows
+carry `speedup` (primary ms / this ms) and the error of their output against the primary's
+(`max_abs_vs_primary`, `psnr_db_vs_primary`, peak-to-peak 2 as for [-1, 1] images).
+A compared setup is `KIND[:OPTION=VALUE,...]`, e.g. `openvino:precision=bf16`."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +21,7 @@ import numpy as np
 import torch
 
 from leed_export.bench.common import gpus, graph_flops, machine, peak_tflops, rates, time_calls
+from leed_runtime.backends.base import Backend
 from leed_runtime.backends.select import artifact_for_backend, choose_backend
 from leed_runtime.backends.table import backend_row, open_backend
 from leed_runtime.cuda import Stream
@@ -37,6 +46,35 @@ class InferConfig:
     warmup: int = 5
     iters: int = 50
     torch_run: str | None = None  # a training run: time the same chain in PyTorch eager
+    compare: tuple[str, ...] = ()  # other setups timed in the same run: KIND[:OPTION=VALUE,...]
+
+
+@dataclass
+class Setup:
+    """One backend with its options, opened on every graph of the chain and `edit`."""
+
+    label: str
+    kind: str
+    options: dict[str, Any]
+    names: dict[str, str]  # graph -> artifact
+    engines: dict[str, Backend] = field(default_factory=dict)
+
+
+def parse_setup(spec: str) -> tuple[str, dict[str, Any]]:
+    """`KIND[:OPTION=VALUE,...]` -> (kind, options); values: integers, true/false, or text."""
+    kind, _, rest = spec.partition(":")
+    options: dict[str, Any] = {}
+    for item in filter(None, (part.strip() for part in rest.split(","))):
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise LeedError(f"--compare {spec!r}: give KIND or KIND:OPTION=VALUE,..., e.g. openvino:precision=bf16")
+        lowered = value.strip().lower()
+        options[key.strip()] = (
+            int(lowered)
+            if lowered.lstrip("-").isdigit()
+            else {"true": True, "false": False}.get(lowered, value.strip())
+        )
+    return kind.strip(), options
 
 
 def bench_infer(cfg: InferConfig) -> dict[str, Any]:
@@ -49,36 +87,53 @@ def bench_infer(cfg: InferConfig) -> dict[str, Any]:
     manifest = verify(folder, read_manifest(folder))
     kind, reason = choose_backend(cfg.backend, folder, manifest, "edit", cfg.precision)
     uses_cuda = backend_row(kind).uses_cuda
-    names = {g: artifact_for_backend(kind, manifest, g, cfg.precision) for g in (*CHAIN, "edit")}
+    graphs = (*CHAIN, "edit")
+    names = {g: artifact_for_backend(kind, manifest, g, cfg.precision) for g in graphs}
     precision = manifest.artifacts[names["edit"]].precision
     found = gpus() if uses_cuda else []
     gpu = found[0]["name"] if found else None
     peak = peak_tflops(gpu, precision)
-    options = _backend_options(cfg, kind)
-    engines: dict[str, Any] = {}
+    others = []  # validated before any stream is made
+    for spec in cfg.compare:
+        other, given = parse_setup(spec)
+        other = choose_backend(other, folder, manifest, "edit", cfg.precision)[0]  # refuses what cannot work here
+        others.append(
+            (spec, other, given, {g: artifact_for_backend(other, manifest, g, cfg.precision) for g in graphs})
+        )
+    setups = [Setup(kind, kind, _backend_options(cfg, kind), names)]
+    setups += [Setup(spec, k, {**_backend_options(cfg, k), **given}, n) for spec, k, given, n in others]
     rows: list[dict[str, Any]] = []
+    compared: list[list[dict[str, Any]]] = [[] for _ in setups[1:]]
     refused: dict[str, str] = {}
     try:
-        for g, n in names.items():  # open_backend refuses options the kind does not take
-            engines[g] = open_backend(kind, folder, manifest, n, **options)
-        for engine in engines.values():
-            engine.activate()
+        for setup in setups:
+            for g, n in setup.names.items():  # open_backend refuses options the kind does not take
+                setup.engines[g] = open_backend(setup.kind, folder, manifest, n, **setup.options)
+            for engine in setup.engines.values():
+                engine.activate()
+        engines = setups[0].engines
         # graphs onnxruntime would not capture (nodes left on the CPU) ran uncaptured: say which
         refused = {g: e.cuda_graph_refused for g, e in engines.items() if getattr(e, "cuda_graph_refused", "")}
         for batch in cfg.batches:
             feeds = _chain_feeds(engines, manifest.image["size"], manifest.code["channels"], batch)
-            calls: dict[str, Callable[[], Any]] = {g: _call(engines[g], feeds[g]) for g in (*CHAIN, "edit")}
-            calls["chain"] = _chain_call(engines, feeds)
-            flops = {g: graph_flops(folder / manifest.artifacts[names[g]].file, batch) for g in (*CHAIN, "edit")}
+            flops = {g: graph_flops(folder / manifest.artifacts[names[g]].file, batch) for g in graphs}
             flops["chain"] = None if any(flops[g] is None for g in CHAIN) else sum(flops[g] for g in CHAIN)
-            for graph, call in calls.items():
-                row = {"graph": graph, "batch": batch, **time_calls(call, cfg.warmup, cfg.iters)}
-                rows.append(rates(row, flops[graph], peak))
+            calls = [_calls(setup.engines, feeds) for setup in setups]
+            for graph in (*CHAIN, "edit", "chain"):
+                timings = _time_interleaved([c[graph] for c in calls], cfg.warmup, cfg.iters)
+                rows.append(rates({"graph": graph, "batch": batch, **timings[0]}, flops[graph], peak))
+                primary = _host(_first(calls[0][graph]())) if len(setups) > 1 else None
+                for i, timing in enumerate(timings[1:]):
+                    row = rates({"graph": graph, "batch": batch, **timing}, flops[graph], peak)
+                    row["speedup"] = timings[0]["median_ms"] / timing["median_ms"]
+                    row.update(_error(primary, _host(_first(calls[i + 1][graph]()))))
+                    compared[i].append(row)
     finally:
-        for engine in engines.values():
-            engine.deactivate()
-        if options.get("stream") is not None:
-            options["stream"].close()
+        for setup in setups:
+            for engine in setup.engines.values():
+                engine.deactivate()
+            if setup.options.get("stream") is not None:
+                setup.options["stream"].close()
     result = {
         "kind": "infer",
         "machine": machine(),
@@ -95,6 +150,17 @@ def bench_infer(cfg: InferConfig) -> dict[str, Any]:
     }
     if cfg.cuda_graph:
         result["cuda_graph_refused"] = refused
+    if cfg.compare:
+        result["compare"] = [
+            {
+                "label": setup.label,
+                "backend": setup.kind,
+                "options": {k: v for k, v in setup.options.items() if k != "stream"},
+                "artifacts": setup.names,
+                "results": found_rows,
+            }
+            for setup, found_rows in zip(setups[1:], compared, strict=True)
+        ]
     if cfg.torch_run:
         residual, gate = manifest.source.get("residual_edit", False), manifest.source.get("residual_gate", 0.0)
         device = "cuda" if uses_cuda else "cpu"
@@ -146,6 +212,50 @@ def _host(value: Any) -> np.ndarray:
 
 def _call(engine: Any, feeds: dict[str, Any]) -> Callable[[], Any]:
     return lambda: engine.infer(feeds)
+
+
+def _calls(engines: dict[str, Any], feeds: dict[str, dict[str, Any]]) -> dict[str, Callable[[], Any]]:
+    calls: dict[str, Callable[[], Any]] = {g: _call(engines[g], feeds[g]) for g in (*CHAIN, "edit")}
+    calls["chain"] = _chain_call(engines, feeds)
+    return calls
+
+
+def _first(out: Any) -> Any:
+    """A graph's first output (by the manifest's order), or the chain's image."""
+    return next(iter(out.values())) if isinstance(out, dict) else out
+
+
+def _time_interleaved(calls: list[Callable[[], Any]], warmup: int, iters: int) -> list[dict[str, Any]]:
+    """`common.time_calls` for several calls at once: each round runs every call once, in turn."""
+    for _ in range(warmup):
+        for call in calls:
+            call()
+    ms: list[list[float]] = [[] for _ in calls]
+    for _ in range(iters):
+        for i, call in enumerate(calls):
+            start = time.perf_counter()
+            call()
+            ms[i].append((time.perf_counter() - start) * 1e3)
+    return [
+        {
+            "median_ms": float(np.median(m)),
+            "p99_ms": float(np.percentile(m, 99)),
+            "mean_ms": float(np.mean(m)),
+            "min_ms": float(np.min(m)),
+            "iters": iters,
+        }
+        for m in ms
+    ]
+
+
+def _error(reference: np.ndarray, candidate: np.ndarray) -> dict[str, float]:
+    """Max abs error and PSNR (peak-to-peak 2, as for [-1, 1] images) of `candidate` vs `reference`."""
+    diff = np.asarray(candidate, np.float64) - np.asarray(reference, np.float64)
+    mse = float(np.mean(diff**2))
+    return {
+        "max_abs_vs_primary": float(np.max(np.abs(diff))),
+        "psnr_db_vs_primary": float("inf") if mse == 0 else float(10 * np.log10(4 / mse)),
+    }
 
 
 def _chain_call(engines: dict[str, Any], feeds: dict[str, dict[str, Any]]) -> Callable[[], Any]:

@@ -172,6 +172,8 @@ class BackendRow:
     provider: str | None = None  # the onnxruntime execution provider it needs
     compute_capabilities: tuple[str, ...] = ()  # GPUs it runs on ("8.6"; "12.x": every 12); (): all
     timing_cache: bool = False  # its builder keeps a timing cache (TensorRT; a no-op in TensorRT-RTX)
+    detector: bool = True  # runs the MTCNN graphs too; False: the pipeline gives them to the best
+    # onnxruntime here, as for engines (openvino: slower on P-net's per-level input sizes, measured)
 
     @property
     def install(self) -> str:

@@ -4,22 +4,41 @@ Preference: the order of the backend table (`table.BACKENDS`). `auto` takes the 
 can work and says in one line why the better ones could not; an explicit request
 that cannot work is refused with what is missing and how to get it (never a silent downgrade).
 
+On a CPU `auto` measures rather than assumes: when the first kind that works runs on the CPU
+and a CPU kind listed after it works too (openvino after onnxruntime-cpu), both run the graph
+at batch 1 with their default options (FP32: bf16 changes the numbers, so only the user
+asks for it), calls interleaved (`time_kinds`), and the later kind is taken only when it takes
+at most RACE_MARGIN of the first one's time and saves RACE_MIN_MS per call (`pick_faster`);
+the reason gives both times. Measured on a 2-core Zen 4 VM (docs/benchmarks.md), OpenVINO
+FP32 ran the shipped tw-tiny `edit` graph at 0.7-1.0x onnxruntime's speed and a `small`
+export's at 1.1x: which wins depends on the graph and the CPU, hence the timing (about 1 s
+once per process and graph for tw-tiny). A graph the first kind runs in under RACE_MIN_MS is
+not timed further.
+
 Artifact names: `<graph>` and `<graph>.fp16` are ONNX graphs; engines are
 `engine_artifact_name(graph, library, fp16)`, e.g. `edit.trt`, `edit.fp16.rtx`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import time
 from pathlib import Path
 
+import numpy as np
+
 from leed_runtime import cuda
-from leed_runtime.backends.base import BackendRow
-from leed_runtime.backends.table import BACKENDS, backend_row, engine_rows
+from leed_runtime.backends.base import Backend, BackendRow
+from leed_runtime.backends.table import BACKENDS, backend_row, engine_rows, open_backend
 from leed_runtime.errors import LeedError
 from leed_runtime.manifest import Manifest
 
 NO_GPU = "no CUDA GPU here"
 PRECISIONS = ("auto", "fp16", "fp32")
+RACE_MARGIN = 0.9  # a later CPU kind must take at most 90% of the first one's time per call
+RACE_MIN_MS = 2.0  # ... and save at least this much per call (below it, timing noise decides)
+RACE_ROUNDS = 5  # timed calls per kind, interleaved (at least 2, within RACE_BUDGET_S)
+RACE_BUDGET_S = 2.0
 
 
 def _engine_row(library: str) -> BackendRow:
@@ -121,15 +140,125 @@ def choose_backend(
             raise LeedError(f"--backend {requested}: {problem}")
         return requested, f"{requested}: requested"
     skipped: dict[str, list[str]] = {}
-    for row in BACKENDS:
+    for index, row in enumerate(BACKENDS):
         problem = _problem(row, folder, manifest, artifact_name, precision)
         if problem is None:
             if not skipped:
-                return row.kind, f"{row.kind}: the fastest backend, available here"
-            if list(skipped) == [NO_GPU]:
-                return row.kind, f"{row.kind}: {NO_GPU}"
-            return row.kind, f"{row.kind}: " + "; ".join(f"{', '.join(ks)} not used: {p}" for p, ks in skipped.items())
+                detail = "the fastest backend, available here"
+            elif list(skipped) == [NO_GPU]:
+                detail = NO_GPU
+            else:
+                detail = "; ".join(f"{', '.join(ks)} not used: {p}" for p, ks in skipped.items())
+            if row.uses_cuda:
+                return row.kind, f"{row.kind}: {detail}"
+            kind, note = _race(row, BACKENDS[index + 1 :], folder, manifest, artifact_name, precision)
+            parts = [note] if kind != row.kind and not skipped else [detail, note]
+            return kind, f"{kind}: " + "; ".join(p for p in parts if p)
         skipped.setdefault(problem, []).append(row.kind)
     raise LeedError(
         "no backend can run this export: " + "; ".join(f"{', '.join(ks)}: {p}" for p, ks in skipped.items())
     )
+
+
+# -- auto on a CPU: the faster of the CPU kinds that work, measured ------------------------------
+_TIMED: dict[tuple, dict[str, float | str]] = {}  # per process: (kinds, graph files, precision) -> ms
+
+
+def _race(
+    first: BackendRow, later: tuple[BackendRow, ...], folder: Path, manifest: Manifest, graph: str, precision: str
+) -> tuple[str, str]:
+    """(kind, note) among `first` and the later CPU kinds that work here: `first` unless one is
+    measurably faster (`pick_faster`); the note says what was timed, or why a kind was not."""
+    rivals = [r.kind for r in later if not r.uses_cuda and _problem(r, folder, manifest, graph, precision) is None]
+    if not rivals:
+        return first.kind, ""
+    kinds = (first.kind, *rivals)
+    files = tuple(manifest.artifacts[artifact_for_backend(k, manifest, graph, precision)].sha256 for k in kinds)
+    key = (kinds, str(Path(folder).resolve()), graph, files, precision)
+    if key not in _TIMED:
+        _TIMED[key] = time_kinds(kinds, folder, manifest, graph, precision)
+    return pick_faster(first.kind, _TIMED[key], graph)
+
+
+def pick_faster(first: str, timings: dict[str, float | str], graph: str) -> tuple[str, str]:
+    """(kind, note) from measured ms per call (`time_kinds`; a string: why that kind could not
+    be timed). `first` stays unless another kind takes at most RACE_MARGIN of its time and
+    saves RACE_MIN_MS per call; kinds that were not timed (`first` below RACE_MIN_MS) go unsaid."""
+    base = timings[first]
+    if isinstance(base, str):
+        return first, ""
+    failed = {k: v for k, v in timings.items() if isinstance(v, str)}
+    timed = {k: v for k, v in timings.items() if not isinstance(v, str) and k != first}
+    notes = [f"{k} not used: {why}" for k, why in failed.items()]
+    if timed:
+        best = min(timed, key=lambda k: timed[k])
+        ms = timed[best]
+        if ms <= RACE_MARGIN * base and base - ms >= RACE_MIN_MS:
+            return best, "; ".join(
+                [f"faster than {first} on {graph} here ({ms:.1f} vs {base:.1f} ms per call, timed now)", *notes]
+            )
+        notes = [
+            f"{k} not used: not faster on {graph} here ({v:.1f} vs {base:.1f} ms per call on {first}, timed now)"
+            for k, v in timed.items()
+        ] + notes
+    return first, "; ".join(notes)
+
+
+def time_kinds(
+    kinds: tuple[str, ...], folder: Path, manifest: Manifest, graph: str, precision: str
+) -> dict[str, float | str]:
+    """Median ms per call of `graph` at batch 1 on each kind, calls interleaved (one round runs
+    each kind once, so a load change on a shared machine hits all alike); a kind that cannot
+    open the graph gets its one-line error instead. Only `kinds[0]` is timed when it runs the
+    graph in under RACE_MIN_MS: no other kind could then save RACE_MIN_MS."""
+    out: dict[str, float | str] = {}
+    engines: dict[str, Backend] = {}
+    try:
+        for kind in kinds:
+            try:
+                engine = open_backend(kind, folder, manifest, artifact_for_backend(kind, manifest, graph, precision))
+                engine.activate()
+            except LeedError as exc:
+                out[kind] = str(exc)
+                continue
+            engines[kind] = engine
+            if kind == kinds[0]:  # warm, then one timed call: cheap graphs stop here
+                feeds = _race_feeds(engine)
+                engine.infer(feeds)
+                first_ms = _timed_call(engine, feeds)
+                if first_ms < RACE_MIN_MS:
+                    return {kind: first_ms}
+        feeds = _race_feeds(next(iter(engines.values()))) if engines else {}
+        for engine in engines.values():
+            engine.infer(feeds)
+        ms: dict[str, list[float]] = {k: [] for k in engines}
+        start = time.perf_counter()
+        for round_ in range(RACE_ROUNDS):
+            if round_ >= 2 and time.perf_counter() - start > RACE_BUDGET_S:
+                break
+            for kind, engine in engines.items():
+                ms[kind].append(_timed_call(engine, feeds))
+        out.update({k: float(np.median(v)) for k, v in ms.items()})
+        return {k: out[k] for k in kinds if k in out}
+    finally:
+        for engine in engines.values():
+            with contextlib.suppress(Exception):
+                engine.deactivate()
+
+
+def _timed_call(engine: Backend, feeds: dict[str, np.ndarray]) -> float:
+    start = time.perf_counter()
+    engine.infer(feeds)
+    return (time.perf_counter() - start) * 1e3
+
+
+def _race_feeds(engine: Backend) -> dict[str, np.ndarray]:
+    """Batch-1 inputs of the graph's specs: uniform in [-1, 1] (1-D inputs, such as alpha, 1.0);
+    dimensions other than the batch that the manifest leaves open (P-net's) 64."""
+    rng = np.random.default_rng(0)
+    feeds = {}
+    for spec in engine.inputs:
+        shape = tuple(d if isinstance(d, int) else (1 if i == 0 else 64) for i, d in enumerate(spec.shape))
+        value = np.ones(shape) if len(shape) == 1 else rng.uniform(-1, 1, shape)
+        feeds[spec.name] = value.astype(spec.dtype)
+    return feeds

@@ -15,12 +15,14 @@ from typing import Any
 
 from leed_runtime.backends.base import Backend, BackendRow
 from leed_runtime.backends.onnxruntime import ONNXRUNTIME_CPU, ONNXRUNTIME_CUDA
+from leed_runtime.backends.openvino import OPENVINO
 from leed_runtime.backends.tensorrt import TENSORRT, TENSORRT_RTX
 from leed_runtime.errors import LeedError
 from leed_runtime.manifest import Manifest
 
-# Preference order of `--backend auto`.
-BACKENDS: tuple[BackendRow, ...] = (TENSORRT, TENSORRT_RTX, ONNXRUNTIME_CUDA, ONNXRUNTIME_CPU)
+# Preference order of `--backend auto`. A CPU kind after the first that works is taken only
+# where it is measurably faster on the graph (timed when auto chooses, select.py).
+BACKENDS: tuple[BackendRow, ...] = (TENSORRT, TENSORRT_RTX, ONNXRUNTIME_CUDA, ONNXRUNTIME_CPU, OPENVINO)
 
 
 def backend_kinds() -> tuple[str, ...]:

@@ -225,7 +225,7 @@ def test_auto_without_gpu_is_cpu_with_reason(export: tuple[Path, Manifest]) -> N
     folder, manifest = export
     manifest.artifacts["edit.fp16.rtx"] = _engine(folder, "edit.fp16", "tensorrt_rtx", "1.7.1.116")
     assert choose_backend("auto", folder, manifest, "edit") == ("onnxruntime-cpu", "onnxruntime-cpu: no CUDA GPU here")
-    assert select.available_backends(folder, manifest, "edit") == ["onnxruntime-cpu"]
+    assert select.available_backends(folder, manifest, "edit")[0] == "onnxruntime-cpu"  # (openvino may follow)
     assert "onnxruntime-cpu" in select.available_backends()
     assert choose_backend("onnxruntime-cpu", folder, manifest, "edit")[0] == "onnxruntime-cpu"
 

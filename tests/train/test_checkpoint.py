@@ -129,7 +129,7 @@ def test_failed_save_leaves_previous_intact(tmp_path: Path, monkeypatch: pytest.
         real_save(tensors, filename, *args, **kwargs)
 
     monkeypatch.setattr(safetensors.torch, "save_file", flaky_save)
-    with pytest.raises(OSError):
+    with pytest.raises(LeedError, match="No space left on device"):  # one line for the user, not a traceback
         save_checkpoint(tmp_path, "leed", 2, {"E": net}, {"opt": opt}, keep=1)
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["leed-00000001"]
     assert latest_checkpoint(tmp_path, "leed") == first
