@@ -185,7 +185,7 @@ class MTCNNDetector:
     def detect(self, image: np.ndarray) -> list[Face]:
         """Faces in a uint8 RGB (or grayscale, RGBA) image, highest score first; [] if none."""
         self.activate()
-        img = to_rgb(image, "detect").astype(np.float32)
+        img = to_rgb(image, "detect")  # uint8: only P-net's first level and each crop become float
         boxes = self._propose(img)
         if len(boxes):
             boxes = self._refine(img, boxes)
@@ -203,7 +203,7 @@ class MTCNNDetector:
         if not previous:
             return []
         self.activate()
-        img = to_rgb(image, "detect").astype(np.float32)
+        img = to_rgb(image, "detect")
         boxes = square(np.array([[*f.box, f.score] for f in previous], dtype=np.float32))
         boxes, points = self._output(img, boxes)
         order = np.argsort(-boxes[:, 4], kind="stable") if len(boxes) else []
@@ -227,7 +227,7 @@ class MTCNNDetector:
         base = None  # the first (largest) level; later levels are resized from it, not the full frame
         for scale in self.scales(h, w):
             size = (int(w * scale + 1), int(h * scale + 1))
-            small = cv2.resize(img if base is None else base, size, interpolation=cv2.INTER_AREA)
+            small = cv2.resize(img.astype(np.float32) if base is None else base, size, interpolation=cv2.INTER_AREA)
             base = small if base is None else base
             out = self.nets["pnet"].infer({"image": normalise(small[None])})
             prob, reg = out["prob"][0, 1], out["reg"][0]
@@ -294,12 +294,15 @@ class MTCNNDetector:
             & (ib[:, 1] <= h)
         )
         boxes, ib = boxes[inside], ib[inside]
-        crops = np.zeros((len(ib), size, size, 3), dtype=np.float32)
+        crops = np.empty((len(ib), size, size, 3), dtype=np.float32)
         for k, (x1, y1, x2, y2) in enumerate(ib):
-            tile = np.zeros((y2 - y1 + 1, x2 - x1 + 1, 3), dtype=np.float32)
             sx1, sy1, sx2, sy2 = max(x1, 1), max(y1, 1), min(x2, w), min(y2, h)
-            tile[sy1 - y1 : sy2 - y1 + 1, sx1 - x1 : sx2 - x1 + 1] = img[sy1 - 1 : sy2, sx1 - 1 : sx2]
-            crops[k] = cv2.resize(tile, (size, size), interpolation=cv2.INTER_AREA)
+            region = img[sy1 - 1 : sy2, sx1 - 1 : sx2].astype(np.float32)  # float, as the nets were trained
+            if (sx1, sy1, sx2, sy2) != (x1, y1, x2, y2):  # a box over the edge: zero-padded
+                tile = np.zeros((y2 - y1 + 1, x2 - x1 + 1, 3), dtype=np.float32)
+                tile[sy1 - y1 : sy2 - y1 + 1, sx1 - x1 : sx2 - x1 + 1] = region
+                region = tile
+            crops[k] = cv2.resize(region, (size, size), interpolation=cv2.INTER_AREA)
         return boxes, normalise(crops)
 
     def _run(self, name: str, batch: np.ndarray) -> dict[str, np.ndarray]:
