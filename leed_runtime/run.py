@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import sys
 import time
@@ -22,6 +21,7 @@ from leed_runtime.atomic import atomic_write_text
 from leed_runtime.containers import container_for
 from leed_runtime.errors import LeedError
 from leed_runtime.image import check_pixels, read_image, write_image
+from leed_runtime.limits import Limit
 from leed_runtime.pipeline import YAW_FULL, YAW_NONE, Editor, blend_codes, check_weights
 from leed_runtime.strip import contact_strip, pick_frames
 from leed_runtime.video import VideoReader, VideoWriter
@@ -29,45 +29,14 @@ from leed_runtime.video import VideoReader, VideoWriter
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "samples" / "models" / "tw-tiny"  # real faces
 
 
-@dataclass(frozen=True)
-class Limit:
-    """The values one numeric option of `leed-run` accepts (`LIMITS`: each range stated once)."""
-
-    lo: float
-    hi: float | None = None
-    integer: bool = False
-    meaning: str = ""
-
-    def text(self) -> str:
-        """The range in words, e.g. 'a number from 0 to 2 (1 = ...)'."""
-        kind = "a whole number" if self.integer else "a number"
-        span = f"from {self.lo:g} to {self.hi:g}" if self.hi is not None else f"of at least {self.lo:g}"
-        return f"{kind} {span}" + (f" ({self.meaning})" if self.meaning else "")
-
-    def check(self, flag: str, value: object) -> int | float:
-        """`value` (a number or its text) as an int or a finite float inside the range; else a
-        one-line LeedError naming `flag`, the value and the range."""
-        try:
-            number = int(str(value).strip()) if self.integer else float(str(value).strip())
-        except ValueError:
-            raise LeedError(
-                f"{flag} {value}: not {'a whole number' if self.integer else 'a number'}; give {self.text()}"
-            ) from None
-        if not math.isfinite(number):
-            raise LeedError(f"{flag} {value}: not a finite number; give {self.text()}")
-        if number < self.lo or (self.hi is not None and number > self.hi):
-            raise LeedError(f"{flag} {value}: out of range; give {self.text()}")
-        return number
-
-
-LIMITS = {  # RunConfig field -> its range; `leed-run` checks each flag against it when parsing
-    "webcam": Limit(0, integer=True, meaning="the camera's index, 0 = the first"),
-    "ref_switch": Limit(0.0, meaning="seconds per reference; 0 = blend them all the time"),
-    "alpha": Limit(0.0, 2.0, meaning="1 = the reference's expression, above 1 extrapolates"),
-    "max_faces": Limit(1, integer=True),
-    "detect_every": Limit(1, integer=True, meaning="1 = detect on every frame"),
-    "max_frames": Limit(0, integer=True, meaning="0 = every frame"),
-    "strip_frames": Limit(1, 16, integer=True),
+LIMITS = {  # RunConfig field -> its range (leed_runtime.limits); `leed-run` checks each flag when parsing
+    "webcam": Limit({"min": 0}, integer=True, meaning="the camera's index, 0 = the first"),
+    "ref_switch": Limit({"min": 0.0}, meaning="seconds per reference; 0 = blend them all the time"),
+    "alpha": Limit({"min": 0.0, "max": 2.0}, meaning="1 = the reference's expression, above 1 extrapolates"),
+    "max_faces": Limit({"min": 1}, integer=True),
+    "detect_every": Limit({"min": 1}, integer=True, meaning="1 = detect on every frame"),
+    "max_frames": Limit({"min": 0}, integer=True, meaning="0 = every frame"),
+    "strip_frames": Limit({"min": 1, "max": 16}, integer=True),
 }
 
 

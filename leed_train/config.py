@@ -20,7 +20,6 @@ import dataclasses
 import difflib
 import functools
 import json
-import math
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import Field, asdict, dataclass, field, fields
@@ -29,6 +28,7 @@ from typing import Any
 
 from leed_runtime.atomic import atomic_write_text
 from leed_runtime.errors import LeedError
+from leed_runtime.limits import BOUNDS, bounds_problem, bounds_text, check_number  # noqa: F401 - re-exported
 from leed_train.data.names import FORMATS
 
 PRESETS = ("paper", "small", "compact", "tiny")
@@ -38,7 +38,6 @@ AMP = ("auto", "bf16", "off")
 PERCEPTUAL = ("vgg19", "mobilenet_v2", "random-vgg19", "pixels")
 GAN_LABELS = ("binary", "expression")
 SEED = {"min": 0, "max": 2**32 - 1}  # the range of every --seed (numpy's seeds)
-BOUNDS = ("min", "max", "above", "below")  # a number's declared range: >=, <=, >, <
 
 
 def option(default: Any, help: str, **meta: Any) -> Any:
@@ -60,33 +59,6 @@ def bounded(default: Any, **bounds: Any) -> Any:
 def flag_name(f: Field) -> str:
     """The command-line name of an option field: its `flag`, else `--field-name`."""
     return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
-
-
-def _number(x: float) -> str:
-    return f"{x:g}" if isinstance(x, float) else str(x)
-
-
-def bounds_text(bounds: Mapping[str, Any]) -> str:
-    """The declared range in words, e.g. `>= 0 and < 0.5` ("" when none is declared)."""
-    ops = {"min": ">=", "max": "<=", "above": ">", "below": "<"}
-    return " and ".join(f"{ops[k]} {_number(bounds[k])}" for k in BOUNDS if k in bounds)
-
-
-def bounds_problem(value: float, bounds: Mapping[str, Any]) -> str | None:
-    """Why a number is outside its declared range (NaN and infinities always are), or None."""
-    lo, hi = bounds.get("min", -math.inf), bounds.get("max", math.inf)
-    above, below = bounds.get("above", -math.inf), bounds.get("below", math.inf)
-    finite = isinstance(value, int) or math.isfinite(value)  # (an int is; a huge one overflows isfinite)
-    if finite and lo <= value <= hi and above < value < below:
-        return None
-    return f"must be {bounds_text(bounds) or 'a finite number'}, got {_number(value)}"
-
-
-def check_number(flag: str, value: float, **bounds: Any) -> None:
-    """LeedError `FLAG must be >= 1, got 0` when `value` is outside `bounds` (see `bounds_problem`)."""
-    problem = bounds_problem(value, bounds)
-    if problem:
-        raise LeedError(f"{flag} {problem}")
 
 
 def value_problem(value: Any, kind: Any, meta: Mapping[str, Any]) -> str | None:

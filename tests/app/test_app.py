@@ -202,7 +202,7 @@ BAD_JOBS = {
     "no reference": (lambda c, n, t: {"media": c, "refs": []}, "no reference photo"),
     "alpha beyond the range": (
         lambda c, n, t: {"media": c, "refs": [str(SURPRISED)], "alpha": 2.5},
-        "--alpha 2.5: out of range; give a number from 0 to 2",
+        "--alpha must be >= 0 and <= 2, got 2.5",
     ),
     "weights not numbers": (
         lambda c, n, t: {"media": c, "refs": [str(SURPRISED)], "ref_weights": "a,b"},
