@@ -37,12 +37,13 @@ from leed_runtime.backends.select import engine_artifact_name
 from leed_runtime.backends.table import open_backend
 from leed_runtime.errors import LeedError
 from leed_runtime.face.align import template
+from leed_runtime.limits import check_number
 from leed_runtime.manifest import Artifact, EngineInfo, Manifest, TensorSpec, artifact_for, verify
 from leed_runtime.pipeline import FIT_FULL, FIT_NONE
 from leed_train.data.cache import CropCache
 from leed_train.data.datasets import to_tensor
 from leed_train.data.index import load_split
-from leed_train.model import RESIDUAL_BASES, Leed
+from leed_train.model import DEFAULT_RESIDUAL_GATE, RESIDUAL_BASES, RESIDUAL_GATE, Leed
 from leed_train.trained import TrainedRun, load_trained
 
 CONFIG_FILE = "export_config.json"
@@ -64,7 +65,9 @@ class ExportConfig:
     force: bool = False  # replace a non-empty --out
     opencv: bool = False  # also batch-1 variants of reference/edit that OpenCV 4.6's DNN importer loads
     residual_edit: bool = False  # edit = D(I(c, dexp)) + (G(face) - D(I(c, 0))) (Leed.decode_edit; not in the paper)
-    residual_gate: float = 0.1  # with residual_edit: fade that detail out where D changes the face this much; 0: never
+    residual_gate: float = (
+        DEFAULT_RESIDUAL_GATE  # with residual_edit: fade that detail out where D changes the face this much; 0: never
+    )
     residual_base: str = "neutral"  # with residual_edit: whose detail is put back, G(face) or the input face
 
     def validate(self) -> trt_build.BatchProfile | None:
@@ -100,8 +103,7 @@ class ExportConfig:
             raise LeedError(f"--residual-base {self.residual_base!r}: choose {' or '.join(RESIDUAL_BASES)}")
         if self.residual_base != "neutral" and not self.residual_edit:
             raise LeedError(f"--residual-base {self.residual_base} only applies to --residual-edit; add it or drop it")
-        if not 0 <= self.residual_gate <= 2:
-            raise LeedError(f"--residual-gate {self.residual_gate}: choose 0 (off) .. 2, in [-1, 1] image units")
+        check_number("--residual-gate", self.residual_gate, **RESIDUAL_GATE)  # 0 (off) .. 2, in [-1, 1] image units
         if self.residual_gate != ExportConfig.residual_gate and not self.residual_edit:
             raise LeedError(
                 f"--residual-gate {self.residual_gate} only applies to --residual-edit; add it or drop the gate"

@@ -14,6 +14,8 @@ import torch
 from torch import Tensor, nn
 
 RESIDUAL_BASES = ("neutral", "input")  # whose detail the residual edit puts back
+RESIDUAL_GATE = {"min": 0, "max": 2}  # --residual-gate's range: 0 (off) .. 2, in [-1, 1] image units
+DEFAULT_RESIDUAL_GATE = 0.1  # leed-export's --residual-gate default
 
 
 class Leed(nn.Module):

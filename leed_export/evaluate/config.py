@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from leed_runtime.errors import LeedError
+from leed_runtime.run import LIMITS
 from leed_train.config import SEED, bounded, check_fields, check_number
+from leed_train.model import DEFAULT_RESIDUAL_GATE, RESIDUAL_GATE
 
-DEFAULT_GATE = 0.1  # leed-export's --residual-gate default
-GATE = {"min": 0, "max": 2}  # --residual-gate: 0 (off) .. 2, in [-1, 1] image units, as leed-export takes it
+DEFAULT_GATE, GATE = DEFAULT_RESIDUAL_GATE, RESIDUAL_GATE  # --residual-gate, as leed-export takes it
 
 
 @dataclass
@@ -23,7 +24,9 @@ class EvalConfig:
     baselines: tuple[str, ...] = ()  # runs trained with --no-q / --no-siamese (PyTorch run folders)
     inception: str = ""  # TorchScript/ONNX Inception features (B,3,299,299 in [-1,1] -> B,2048) for real FID
     seed: int = bounded(0, **SEED)
-    alpha: float = bounded(1.0, min=0, max=2)  # edit strength of every edit (the paper's tables: 1), as leed-run's
+    alpha: float = bounded(
+        1.0, **LIMITS["alpha"].bounds
+    )  # edit strength of every edit (the paper's tables: 1), as leed-run's
     device: str = "cpu"  # cpu | cuda | auto (PyTorch runs; exports run on onnxruntime's CPU provider)
     batch_size: int = bounded(32, min=1)
     classifier_size: int = bounded(64, min=16)  # classifiers see crops downsampled to this size (speed)

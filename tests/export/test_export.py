@@ -223,7 +223,7 @@ def test_check_passes_then_fails_on_a_tampered_file(exported: Path, tmp_path: Pa
         (["--opset", "9"], "--opset 9 is unsupported"),
         (["--samples", "1"], "--samples 1"),
         (["--data", "/nonexistent/data"], "--data /nonexistent/data"),
-        (["--residual-edit", "--residual-gate", "-1"], "--residual-gate -1.0: choose 0 (off) .. 2"),
+        (["--residual-edit", "--residual-gate", "-1"], "--residual-gate must be >= 0 and <= 2, got -1"),
         (["--residual-gate", "0.2"], "--residual-gate 0.2 only applies to --residual-edit"),
     ],
 )

@@ -414,8 +414,8 @@ def _fake_run(folder: Path) -> Path:
         (["--samples", "0"], "--samples 0"),
         (["--samples", "-3"], "--samples -3"),
         (["--opset", "-1"], "--opset -1"),
-        (["--residual-edit", "--residual-gate", "nan"], "--residual-gate nan"),
-        (["--residual-edit", "--residual-gate", "-1"], "--residual-gate -1"),
+        (["--residual-edit", "--residual-gate", "nan"], "--residual-gate must be >= 0 and <= 2, got nan"),
+        (["--residual-edit", "--residual-gate", "-1"], "--residual-gate must be >= 0 and <= 2, got -1"),
         (["--engine", "tensorrt-rtx", "--batch", "0:0:0"], "--batch 0:0:0: need 1 <= min"),
     ],
 )
