@@ -275,6 +275,8 @@ def _run_stream(cfg: RunConfig, editor, reader, codes: list[np.ndarray], fps: fl
         raise
     finally:
         bar.close()
+        if hasattr(frames, "close"):
+            frames.close()  # stop the decoder thread now, not when the generator is collected at exit
     if writer is not None:
         writer.close()
     return pairs, writer is not None

@@ -24,6 +24,7 @@ import functools
 import queue
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -317,7 +318,11 @@ class VideoReader:
                 yield item
         finally:
             stop.set()
-            while worker.is_alive():  # unblock a producer waiting on a full queue
+            # unblock a producer waiting on a full queue; bounded: when this generator is finalized
+            # at interpreter exit (a run stopped by a signal), the daemon worker may already be
+            # frozen and never end, and an unbounded wait hung the exit (seen in CI, 1 run in 5)
+            deadline = time.monotonic() + 5.0
+            while worker.is_alive() and time.monotonic() < deadline:
                 try:
                     q.get_nowait()
                 except queue.Empty:
@@ -526,12 +531,13 @@ class VideoWriter:
             with contextlib.suppress(queue.Empty):
                 while True:
                     self._queue.get_nowait()
-        while self._thread.is_alive():
+        deadline = time.monotonic() + 10.0 if drop else None  # an abort never waits on a stuck encoder
+        while self._thread.is_alive() and (deadline is None or time.monotonic() < deadline):
             with contextlib.suppress(queue.Full):
                 self._queue.put(None, timeout=0.1)
                 break
-        self._thread.join()
-        self._thread = None
+        self._thread.join(timeout=None if deadline is None else max(0.0, deadline - time.monotonic()))
+        self._thread = None  # (a daemon: one still stuck after an abort ends with the process)
 
     def _write_now(self, frame: np.ndarray) -> None:
         av = _av()
