@@ -361,7 +361,7 @@ class VideoWriter:
         audio_from: Path | str | None = None,
         crf: int = 18,
         sar: Fraction | None = None,
-        background: bool = True,
+        background: bool = False,
     ) -> None:
         """`background`: encode in a thread of its own while the caller edits the next frame
         (`write` then only queues; an encoder error comes out of the next `write` or `close`)."""
