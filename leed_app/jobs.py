@@ -22,10 +22,10 @@ from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
 from leed_runtime.atomic import atomic_write
-from leed_runtime.batch import IMAGE_SUFFIXES, VIDEO_SUFFIXES
-from leed_runtime.errors import LeedError
+from leed_runtime.batch import IMAGE_SUFFIXES, VIDEO_SUFFIXES, folder_target
+from leed_runtime.errors import LeedError, one_line
 from leed_runtime.image import read_image, write_image
-from leed_runtime.run import DEFAULT_MODEL, LIMITS, RunConfig, run
+from leed_runtime.run import DEFAULT_MODEL, LIMITS, RunConfig, default_out, run
 from leed_runtime.strip import contact_strip
 
 # the page's sliders: `leed-run`'s own ranges (run.LIMITS, checked again by RunConfig.validate),
@@ -108,12 +108,6 @@ def media_kind(path: Path) -> str:
     )
 
 
-def output_name(name: str, kind: str) -> str:
-    """`leed-run`'s default --out name: INPUT.leed.mp4 for a video, INPUT.leed.SUFFIX for a photo."""
-    path = Path(name)
-    return path.stem + ".leed" + (".mp4" if kind == "video" else path.suffix.lower())
-
-
 def model_choices(extra: str | None = None) -> list[tuple[str, str]]:
     """(label, folder) of the export folders offered in the page: `extra`, the shipped model and
     the other models next to it, then `./exports/*`; only folders holding a manifest.json."""
@@ -155,7 +149,7 @@ def extract_zip(archive: Path, dest: Path) -> list[tuple[Path, str]]:
     except (zipfile.BadZipFile, OSError) as exc:
         raise LeedError(f"{archive}: not a readable zip file ({exc}); zip the folder again") from None
     with zf:
-        members = []
+        members, seen = [], {}
         for member in zf.infolist():
             name = PurePosixPath(member.filename.replace("\\", "/"))
             if member.is_dir() or name.suffix.lower() not in VIDEO_SUFFIXES + IMAGE_SUFFIXES:
@@ -166,6 +160,11 @@ def extract_zip(archive: Path, dest: Path) -> list[tuple[Path, str]]:
                 )
             if any(part.startswith(".") or part == "__MACOSX" for part in name.parts):
                 continue
+            other = seen.setdefault(str(name).casefold(), member.filename)
+            if other != member.filename:  # one file on a case-insensitive disk, or `a\b` beside `a/b`
+                raise LeedError(
+                    f"{archive}: {other} and {member.filename} name the same file; rename one and zip the folder again"
+                )
             members.append((str(name), member))
         if not members:
             raise LeedError(
@@ -181,8 +180,8 @@ def extract_zip(archive: Path, dest: Path) -> list[tuple[Path, str]]:
         out = []
         for name, member in sorted(members, key=lambda nm: nm[0]):
             target = dest / name
-            target.parent.mkdir(parents=True, exist_ok=True)
             try:
+                target.parent.mkdir(parents=True, exist_ok=True)
                 with zf.open(member) as src, open(target, "wb") as dst:
                     shutil.copyfileobj(src, dst)
             except (zipfile.BadZipFile, RuntimeError, NotImplementedError, OSError, EOFError, zlib.error) as exc:
@@ -237,7 +236,7 @@ def _run_one(job: Job, src: Path, kind: str, out: Path, strip: Path | None, weig
 
 def _run_single(job: Job, media: Path, folder: Path, weights: list[float] | None, progress: Progress) -> Outcome:
     kind = media_kind(media)
-    out, strip = folder / output_name(media.name, kind), folder / "strip.png"
+    out, strip = folder / default_out(media, kind).name, folder / "strip.png"
     progress(0.0, desc="loading the model and the reference")
     summary = _run_one(job, media, kind, out, strip if kind == "video" else None, weights)
     if kind == "image":
@@ -258,18 +257,27 @@ def _run_zip(
     progress(0.0, desc=f"unpacking {archive.name}")
     items = extract_zip(archive, folder / "in")
     edited, strip = folder / "out", folder / "strip.png"
-    pairs, summaries, lines = [], [], []
+    pairs, summaries, lines, failed = [], [], [], []
     for i, (src, name) in enumerate(items):
         names[str(src)] = f"{archive.name}/{name}"
         progress((i, len(items)), desc=f"{name} ({i + 1} of {len(items)})", unit="file")
         kind = media_kind(src)
-        out = edited / PurePosixPath(name).parent / output_name(src.name, kind)
+        out = folder_target(Path(name), edited)  # the same name, as `leed-run DIR --out DIR` writes
         first_video = kind == "video" and not strip.exists()
-        summary = _run_one(job, src, kind, out, strip if first_video else None, weights)
+        try:  # one bad file is reported and skipped, as `leed-run DIR` does
+            out.parent.mkdir(parents=True, exist_ok=True)
+            summary = _run_one(job, src, kind, out, strip if first_video else None, weights)
+        except LeedError as exc:
+            why = _rename(one_line(str(exc)), names)
+            failed.append(why)
+            lines.append(f"**{name}**: failed: {why}")
+            continue
         if kind == "image" and len(pairs) < PREVIEW_PAIRS:
             pairs.append((read_image(src), read_image(out)))
         summaries.append(summary)
         lines.append(describe(name, str(out.relative_to(edited)), summary))
+    if len(failed) == len(items):
+        raise LeedError(f"{archive}: no file could be edited ({failed[0]}" + (", ..." if len(failed) > 1 else "") + ")")
     progress((len(items), len(items)), desc="packing the results", unit="file")
     if pairs:  # the photos' strip; a folder of videos shows its first video's
         write_image(strip, contact_strip([read_image(r) for r in job.refs], pairs))

@@ -56,6 +56,20 @@ Examples:
     help="With --residual-edit: put back the detail of G(face) (neutral) or of the input face itself (input: "
     "a neutralizer's traces never show where the decoder changes nothing; the real-face model's export).",
 )
+@click.option(
+    "--warp-edit",
+    is_flag=True,
+    help="Not in the paper (a --warp run): `edit` moves the face's own pixels by the displacement D predicts "
+    "(base: --residual-base) and paints on what D changes beyond the motion (--warp-paint). The real-face "
+    "model's export.",
+)
+@click.option(
+    "--warp-paint",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="With --warp-edit: how much of D's change beyond the motion (teeth, creases) is painted on; 0: none.",
+)
 @click.option("--check", "check_dir", default=None, metavar="EXPORT_DIR", help="Re-verify an export folder and exit.")
 @handle_errors
 def main(run_dir: str | None, check_dir: str | None, **opts: object) -> None:

@@ -43,7 +43,15 @@ from leed_runtime.pipeline import FIT_FULL, FIT_NONE
 from leed_train.data.cache import CropCache
 from leed_train.data.datasets import to_tensor
 from leed_train.data.index import load_split
-from leed_train.model import DEFAULT_RESIDUAL_GATE, RESIDUAL_BASES, RESIDUAL_GATE, Leed
+from leed_train.model import (
+    DEFAULT_RESIDUAL_GATE,
+    DEFAULT_WARP_PAINT,
+    RESIDUAL_BASES,
+    RESIDUAL_GATE,
+    WARP_PAINT,
+    EditStyle,
+    Leed,
+)
 from leed_train.trained import TrainedRun, load_trained
 
 CONFIG_FILE = "export_config.json"
@@ -68,7 +76,14 @@ class ExportConfig:
     residual_gate: float = (
         DEFAULT_RESIDUAL_GATE  # with residual_edit: fade that detail out where D changes the face this much; 0: never
     )
-    residual_base: str = "neutral"  # with residual_edit: whose detail is put back, G(face) or the input face
+    residual_base: str = "neutral"  # with residual_edit / warp_edit: whose detail is kept, G(face) or the input face
+    warp_edit: bool = False  # edit = the base moved by D's flow (a --warp run; Leed.decode_edit; not in the paper)
+    warp_paint: float = DEFAULT_WARP_PAINT  # with warp_edit: how much of D's change beyond the motion is painted on
+
+    def style(self) -> EditStyle:
+        """The edit these options ask for (`Leed.decode_edit`)."""
+        gate = self.residual_gate if self.residual_edit else 0.0
+        return EditStyle(self.residual_edit, gate, self.residual_base, self.warp_edit, self.warp_paint)
 
     def validate(self) -> trt_build.BatchProfile | None:
         """Check every option before any work; returns the engine profile (None without --engine)."""
@@ -101,8 +116,20 @@ class ExportConfig:
             raise LeedError(f"--data {self.data}: no such folder; pass the dataset the run was trained on")
         if self.residual_base not in RESIDUAL_BASES:
             raise LeedError(f"--residual-base {self.residual_base!r}: choose {' or '.join(RESIDUAL_BASES)}")
-        if self.residual_base != "neutral" and not self.residual_edit:
-            raise LeedError(f"--residual-base {self.residual_base} only applies to --residual-edit; add it or drop it")
+        if self.residual_base != "neutral" and not (self.residual_edit or self.warp_edit):
+            raise LeedError(
+                f"--residual-base {self.residual_base} only applies to --residual-edit or --warp-edit; add one or drop it"
+            )
+        if self.residual_edit and self.warp_edit:
+            raise LeedError("--residual-edit and --warp-edit are two ways to make the edit; choose one")
+        check_number("--warp-paint", self.warp_paint, **WARP_PAINT)
+        if self.warp_paint != ExportConfig.warp_paint and not self.warp_edit:
+            raise LeedError(f"--warp-paint {self.warp_paint} only applies to --warp-edit; add it or drop it")
+        if self.warp_edit and self.opencv:
+            raise LeedError(
+                "--opencv with --warp-edit: OpenCV 4.6's DNN importer has no GridSample, so it cannot run the warp; "
+                "export the OpenCV graphs with --residual-edit instead"
+            )
         check_number("--residual-gate", self.residual_gate, **RESIDUAL_GATE)  # 0 (off) .. 2, in [-1, 1] image units
         if self.residual_gate != ExportConfig.residual_gate and not self.residual_edit:
             raise LeedError(
@@ -126,6 +153,17 @@ class ExportConfig:
         return profile
 
 
+def recorded_style(source: dict) -> EditStyle:
+    """The edit an export's `edit` graph computes, from its manifest's `source` (`run_export` writes it)."""
+    return EditStyle(
+        residual=bool(source.get("residual_edit", False)),
+        gate=float(source.get("residual_gate", 0.0)) if source.get("residual_edit") else 0.0,
+        base=str(source.get("residual_base", "neutral")),
+        warp=bool(source.get("warp_edit", False)),
+        paint=float(source.get("warp_paint", DEFAULT_WARP_PAINT)),
+    )
+
+
 def run_export(cfg: ExportConfig) -> Path:
     """Export `cfg.run_dir` into `cfg.out`; returns the export folder. LeedError on any failure
     (a parity gate included), with nothing left behind."""
@@ -133,6 +171,11 @@ def run_export(cfg: ExportConfig) -> Path:
     started = time.perf_counter()
     out = Path(cfg.out)
     run = load_trained(cfg.run_dir)
+    if cfg.warp_edit and not run.cfg.net.warp:
+        raise LeedError(
+            f"--warp-edit: {cfg.run_dir} was trained without --warp (its decoder has no flow head); "
+            "drop --warp-edit or train with --warp"
+        )
     train, val = _split(run, cfg)
     faces, references = _real_crops(run, cfg, train, val)
     alpha = torch.linspace(0.0, 1.5, len(faces))
@@ -150,8 +193,12 @@ def run_export(cfg: ExportConfig) -> Path:
         manifest.source["residual_edit"] = cfg.residual_edit
         if cfg.residual_edit:
             manifest.source["residual_gate"] = cfg.residual_gate
+        if cfg.warp_edit:
+            manifest.source["warp_edit"] = True
+            manifest.source["warp_paint"] = cfg.warp_paint
+        if cfg.residual_edit or cfg.warp_edit:
             manifest.source["residual_base"] = cfg.residual_base
-        graphs = build_graphs(run, cfg.residual_edit, cfg.residual_gate, cfg.residual_base)
+        graphs = build_graphs(run, cfg.style())
         manifest.source["fit"] = {
             **calibrate_fit(graphs["fit"], _training_crops(run, train)),
             "full_edit_below": FIT_FULL,
@@ -178,7 +225,7 @@ def run_export(cfg: ExportConfig) -> Path:
 
         # OpenCV variants (C++ hosts on OpenCV DNN): batch 1, gated like the others.
         if cfg.opencv:
-            variants = build_opencv_graphs(run, cfg.residual_edit, cfg.residual_gate, cfg.residual_base)
+            variants = build_opencv_graphs(run, cfg.style())
             one = {
                 "reference.opencv": {"reference": references[:1]},
                 "edit.opencv": {"face": faces[:1], "dexp": Leed.scale(feeds["edit"]["dexp"][:1], alpha[:1])},

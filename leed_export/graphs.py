@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from leed_runtime.face.paste import feather_mask
-from leed_train.model import Leed
+from leed_train.model import EditStyle, Leed
 from leed_train.trained import TrainedRun
 
 GRAPHS = ("neutralizer", "encoder", "extractor", "interpolator", "decoder", "reference", "edit", "fit")
@@ -131,16 +131,15 @@ class ReferenceGraph(Leed):
 
 
 class EditGraph(Leed):
-    """edit: face, dexp, alpha -> edited, `Leed.edit` with alpha one scalar per sample
-    (`residual`, `gate`: `leed-export --residual-edit`, `--residual-gate`); holds only the
-    networks it runs."""
+    """edit: face, dexp, alpha -> edited, `Leed.edit` with alpha one scalar per sample, made as
+    `style` says (`leed-export`'s edit options); holds only the networks it runs."""
 
-    def __init__(self, leed: Leed, residual: bool = False, gate: float = 0.0, base: str = "neutral") -> None:
+    def __init__(self, leed: Leed, style: EditStyle = EditStyle()) -> None:
         super().__init__(leed.G, leed.E, None, leed.I, leed.D)
-        self.residual, self.gate, self.base = residual, gate, base
+        self.style = style
 
     def forward(self, face: Tensor, dexp: Tensor, alpha: Tensor) -> Tensor:  # type: ignore[override]
-        return self.edit(face, dexp, alpha, residual=self.residual, gate=self.gate, base=self.base)
+        return self.edit(face, dexp, alpha, self.style)
 
 
 class ScaledEditGraph(EditGraph):
@@ -148,7 +147,7 @@ class ScaledEditGraph(EditGraph):
     by the host."""
 
     def forward(self, face: Tensor, dexp: Tensor) -> Tensor:  # type: ignore[override]
-        return self.edit(face, dexp, residual=self.residual, gate=self.gate, base=self.base)
+        return self.edit(face, dexp, style=self.style)
 
 
 class FitGraph(nn.Module):
@@ -198,22 +197,18 @@ class ConstantPlanesNeutralizer(nn.Module):
         return self.G.with_planes(image, self.planes)
 
 
-def build_opencv_graphs(
-    run: TrainedRun, residual: bool = False, gate: float = 0.0, base: str = "neutral"
-) -> dict[str, nn.Module]:
+def build_opencv_graphs(run: TrainedRun, style: EditStyle = EditStyle()) -> dict[str, nn.Module]:
     """The `--opencv` variants of `reference` and `edit` (see SPECS)."""
     leed = run.leed.with_neutralizer(ConstantPlanesNeutralizer(run.leed.G, run.cfg.net.image_size))
     return {
         "reference.opencv": ReferenceGraph(leed).eval(),
-        "edit.opencv": ScaledEditGraph(leed, residual, gate, base).eval(),
+        "edit.opencv": ScaledEditGraph(leed, style).eval(),
     }
 
 
-def build_graphs(
-    run: TrainedRun, residual: bool = False, gate: float = 0.0, base: str = "neutral"
-) -> dict[str, nn.Module]:
+def build_graphs(run: TrainedRun, style: EditStyle = EditStyle()) -> dict[str, nn.Module]:
     """Every graph of GRAPHS as an eval-mode module sharing the run's weights (`run.leed`);
-    `residual` and `gate`: the `edit` graph puts back the detail the decoder loses (`Leed.decode_edit`)."""
+    `style`: how the `edit` graph makes the edited face (`Leed.decode_edit`)."""
     leed = run.leed
     modules: dict[str, nn.Module] = {
         "neutralizer": NeutralizerGraph(leed),
@@ -222,7 +217,7 @@ def build_graphs(
         "interpolator": InterpolatorGraph(leed),
         "decoder": DecoderGraph(leed),
         "reference": ReferenceGraph(leed),
-        "edit": EditGraph(leed, residual, gate, base),
+        "edit": EditGraph(leed, style),
         "fit": FitGraph(leed, run.cfg.net.image_size),
     }
     return {name: m.eval() for name, m in modules.items()}

@@ -48,11 +48,9 @@ def media_files(folder: Path, suffixes: tuple[str, ...], skip: Path | None = Non
     return sorted(found)
 
 
-def _target(kind: str, rel: Path, out: Path) -> Path:
-    """The output of input `rel`: the same relative name; a video whose container leed does not
-    write becomes .mp4."""
-    if kind == "video" and rel.suffix.lower() not in CONTAINERS:
-        rel = rel.with_suffix(".mp4")
+def folder_target(rel: Path, out: Path) -> Path:
+    """The edited copy of a folder's file `rel` (its path inside the folder): the same relative
+    name under `out`, so no two inputs ever share an output (the app's zipped folders too)."""
     return out / rel
 
 
@@ -87,9 +85,9 @@ def run_folder(cfg: RunConfig) -> dict:
         return dataclasses.replace(cfg, **files, out=str(target), summary_json=None, backend=backend)
 
     # what is wrong for every file (a --ref, the model, a flag) stops the batch before it starts
-    one(files[0], _target(kind, files[0].relative_to(src), out)).validate()
+    one(files[0], folder_target(files[0].relative_to(src), out)).validate()
     for n, path in enumerate(files, 1):
-        target = _target(kind, path.relative_to(src), out)
+        target = folder_target(path.relative_to(src), out)
         print(f"leed-run: [{n}/{len(files)}] {path} -> {target}", file=report)
         if target.exists():
             print(f"leed-run: {target} exists: kept, not redone", file=report)

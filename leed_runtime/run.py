@@ -77,6 +77,12 @@ class Unbroken:
         return getattr(self.stream, name)
 
 
+def default_out(src: Path, kind: str) -> Path:
+    """`leed-run`'s --out when none is given: INPUT.leed.mp4 beside a video, INPUT.leed.SUFFIX
+    beside a photo (the app names its single results the same way)."""
+    return src.with_name(src.stem + ".leed" + (src.suffix if kind == "image" else ".mp4"))
+
+
 @dataclass
 class RunConfig:
     """Every option of `leed-run`; flags map 1:1 to these fields."""
@@ -161,8 +167,7 @@ class RunConfig:
                 )
             self.model = str(DEFAULT_MODEL)
         if self.out is None and self.webcam is None:
-            src = Path(self.video or self.image)
-            self.out = str(src.with_name(src.stem + ".leed" + (src.suffix if self.image else ".mp4")))
+            self.out = str(default_out(Path(self.video or self.image), "image" if self.image else "video"))
         self._refuse_overwriting_inputs()
         if self.image is None and self.out is not None:
             container_for(self.out)  # a video's --out names a container we write: refused before the model loads

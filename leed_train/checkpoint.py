@@ -320,6 +320,35 @@ def load_weights(path: Path, modules: dict[str, nn.Module], map_location: str | 
     _load_weights(path, modules, map_location, exact=False)
 
 
+def load_shared_weights(
+    path: Path, modules: dict[str, nn.Module], map_location: str | torch.device = "cpu"
+) -> list[str]:
+    """Copy into `modules` every tensor the checkpoint at `path` holds for them under the same
+    name and shape (`leed-train --init`): a run that adds layers starts from another's weights.
+    Returns the names of the tensors that were not there (they keep their initialisation); a
+    tensor of another shape, or a module the checkpoint lacks, is a LeedError."""
+    path = Path(path)
+    _check_complete(path)
+    tensors = safetensors.torch.load_file(str(path / WEIGHTS), device=str(map_location))
+    fresh = []
+    for name, module in modules.items():
+        target = unwrap(module).state_dict()
+        if not any(k.startswith(name + ".") for k in tensors):
+            raise LeedError(f"checkpoint {path} has no weights for {name!r}; --init needs a run of the same stage")
+        for key, value in target.items():
+            saved = tensors.get(f"{name}.{key}")
+            if saved is None:
+                fresh.append(f"{name}.{key}")
+            elif saved.shape != value.shape:
+                raise LeedError(
+                    f"checkpoint {path}: {name}.{key} has shape {tuple(saved.shape)}, this run's {tuple(value.shape)}; "
+                    "--init needs a run of the same preset"
+                )
+            else:
+                value.copy_(saved)
+    return fresh
+
+
 def load_checkpoint(
     path: Path,
     modules: dict[str, nn.Module],

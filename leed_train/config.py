@@ -133,6 +133,12 @@ class NetConfig:
         "--gan-pair-only or --gan-pair-l1. What the shipped model's neutralizer uses.",
         flag="--gan-mask",
     )
+    warp: bool = option(
+        False,
+        "Not in the paper: D also predicts a displacement field, and --warp-edit exports an edit that "
+        "moves the input face's own pixels (brows, lids, lips) instead of repainting them; trained by "
+        "L_warp (--lambda-warp). What the shipped model uses.",
+    )
     stargan_d_conv_dim: int = bounded(64, min=1)
     stargan_d_repeat: int = bounded(6, min=1)  # strided convs in StarGAN's D (128 -> 2)
     psi_width: int = bounded(64, min=1)  # ResNet-18 stem width (64 = standard)
@@ -233,6 +239,19 @@ class TrainConfig:
         10.0, "Weight of Eq. 15 in E's update (paper: 10, tuned for VGG19 features; pixel MSE needs more).", min=0
     )
     lambda_s: float = option(1000.0, "Weight of L_S, Eq. 16 (paper: 1000).", min=0)
+    lambda_warp: float = option(
+        1.0,
+        "With --warp: weight of L_warp (not in the paper): a person's neutral photo, warped by the "
+        "displacement D predicts for their own expression code, against their expressive photo.",
+        min=0,
+    )
+    warp_smooth: float = option(0.1, "With --warp: weight of the displacement's total variation in L_warp.", min=0)
+    init: str = option(
+        "",
+        "Start stage 2 from another run's last stage-2 weights (a run folder): every network and layer "
+        "they share is copied, new layers (e.g. --warp's) start fresh; the optimizers start anew.",
+        default_help="none",
+    )
     lambda_gp: float = option(100.0, "Gradient penalty of the code critic, Eq. 12 (paper: 100).", min=0)
     lambda_adv: float = option(
         1.0,
@@ -342,8 +361,9 @@ class TrainConfig:
           a neutralizer that has not trained yet may still be reshaped (`--gan-conv-dim` ...);
         - `--stage leed` in a folder whose neutralizer trained: the defaults with the given
           options over them, but the preset (also when none is given), the `gan_*` options and
-          the architecture are the saved ones, so config.json keeps describing the neutralizer
-          the cached neutral faces came from; another `--preset` is refused;
+          the neutralizer's architecture (`stargan_*`) are the saved ones, so config.json keeps
+          describing the neutralizer the cached neutral faces came from (stage 2's own
+          architecture options, `--warp`, apply); another `--preset` is refused;
         - else the defaults with the given options over them, the architecture from the preset.
         """
         given = dict(given)
@@ -364,7 +384,8 @@ class TrainConfig:
                     "run stage 2 with the same preset"
                 )
             kept = {k: v for k, v in asdict(saved).items() if k.startswith("gan_")}
-            values = {**given, **kept, "preset": saved.preset, "net": asdict(saved.net)}
+            own = {k: v for k, v in net_given.items() if not k.startswith("stargan_")}
+            values = {**given, **kept, "preset": saved.preset, "net": {**asdict(saved.net), **own}}
         else:
             net = NetConfig.from_preset(given.get("preset", TrainConfig.preset))
             values = {**given, "net": {**asdict(net), **net_given}}

@@ -147,6 +147,19 @@ def perceptual_loss(phi: Callable[[Tensor], Sequence[Tensor]], x: Tensor, y: Ten
     )
 
 
+def warp_loss(
+    phi: Callable[[Tensor], Sequence[Tensor]], moved: Tensor, target: Tensor, flow: Tensor, smooth: float
+) -> Tensor:
+    """L_warp (`--warp`, not in the paper): a person's neutral photo I_N warped by the flow D
+    predicts for the move I(C_IN, X(C_IA, C_IN)) from I(C_IN, 0) (`model.warp`), against their
+    expressive photo I_A: mean |moved - I_A| plus Eq. 14's perceptual distance, plus `smooth`
+    times the flow's total variation (mean absolute difference of neighbours). Label-free like
+    Eq. 7, whose code-space target it carries into the image: the person's own two photos.
+    I_A is the target and is detached."""
+    tv = (flow[:, :, 1:] - flow[:, :, :-1]).abs().mean() + (flow[:, :, :, 1:] - flow[:, :, :, :-1]).abs().mean()
+    return (moved - target.detach()).abs().mean() + perceptual_loss(phi, moved, target) + smooth * tv
+
+
 def siamese_loss(s_rb: Tensor, s_rn: Tensor, s_ib: Tensor, s_in: Tensor) -> Tensor:
     """Eq. 9-11: v_R = S(R_B) - S(R_N), v_I = S(I_B) - S(I_N), L_S = Dist(v_R, v_I) with the
     cosine distance mean(1 - cos(v_R, v_I)): 0 for parallel, 1 for orthogonal, 2 for opposite."""

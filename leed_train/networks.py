@@ -77,7 +77,16 @@ class Decoder(nn.Module):
 
     We add a tanh after the last conv (Table 7 has none): every image in leed lives in [-1, 1]
     (StarGAN's G ends in tanh too), the perceptual loss and S see images in that range, and the
-    exported graph can never emit out-of-range pixels."""
+    exported graph can never emit out-of-range pixels.
+
+    With `net.warp` (`--warp`, not in the paper) a second head reads the 32 x 32 features (after
+    the second upsample's convs) and gives `flow(code) -> B,2,32,32`: where this code's face
+    sits relative to a face of the same person with another code, as a sampling displacement in
+    grid_sample's [-1, 1] units, at most `MAX_FLOW` (tanh). `Leed.decode_edit` warps the input by
+    the difference of two codes' flows (`model.warp`), so an edit moves the face's own pixels.
+    The head's last conv starts at zero: a new head warps nothing until trained."""
+
+    MAX_FLOW = 0.15  # 0.15 of the half-width: about 10 pixels of a 128 crop
 
     def __init__(self, net: NetConfig) -> None:
         super().__init__()
@@ -94,9 +103,32 @@ class Decoder(nn.Module):
         layers += [_conv3x3(cin, 3), nn.Tanh()]
         self.main = nn.Sequential(*layers)
         init_weights(self, 0.0)
+        # the 32 x 32 features: everything before the third upsample (a slice shares the layers,
+        # so the checkpoint keys stay `main.N`)
+        self._tap = [i for i, m in enumerate(layers) if isinstance(m, nn.Upsample)][2]
+        self.flow_head: nn.Sequential | None = None
+        if getattr(net, "warp", False):
+            c32 = net.ch(128)
+            self.flow_head = nn.Sequential(_conv3x3(c32, c32), nn.ReLU(), _conv3x3(c32, 2))
+            init_weights(self.flow_head, 0.0)
+            nn.init.zeros_(self.flow_head[2].weight)
 
     def forward(self, code: Tensor) -> Tensor:
         return self.main(code)
+
+    def flow(self, code: Tensor) -> Tensor:
+        """`--warp`'s displacement field of `code` (B,2,H/4,W/4), channel 0 x, 1 y (grid_sample's order)."""
+        return self._flow(self.main[: self._tap](code))
+
+    def with_flow(self, code: Tensor) -> tuple[Tensor, Tensor]:
+        """(`forward(code)`, `flow(code)`) with one pass through the shared layers."""
+        features = self.main[: self._tap](code)
+        return self.main[self._tap :](features), self._flow(features)
+
+    def _flow(self, features: Tensor) -> Tensor:
+        if self.flow_head is None:
+            raise ValueError("this decoder has no flow head (the run was trained without --warp)")
+        return self.MAX_FLOW * torch.tanh(self.flow_head(features))
 
 
 class _CodePairNet(nn.Module):

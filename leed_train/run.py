@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 
 from leed_runtime.atomic import atomic_write_bytes, atomic_write_text
 from leed_runtime.errors import LeedError
-from leed_train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from leed_train.checkpoint import latest_checkpoint, load_checkpoint, load_shared_weights, save_checkpoint
 from leed_train.config import TrainConfig
 from leed_train.data.names import Sample
 
@@ -296,6 +296,16 @@ def resume_stage(run: Run, stage: str, modules: dict, optimizers: dict) -> tuple
     if run.main:
         print(f"leed-train: resumed {stage} from {path} (step {state['step']})")
     return int(state["step"]), dict(state.get("extra") or {})
+
+
+def init_stage(run: Run, stage: str, modules: dict) -> None:
+    """`--init RUN`: start the stage from another run's last checkpoint of it (shared layers)."""
+    path = latest_checkpoint(Path(run.cfg.init), stage)
+    if path is None:
+        raise LeedError(f"--init {run.cfg.init}: no {stage} checkpoint there; give a run folder that trained it")
+    fresh = load_shared_weights(path, modules, map_location=run.device)
+    if run.main:
+        print(f"leed-train: {stage} starts from {path}" + (f"; new: {', '.join(fresh)}" if fresh else ""))
 
 
 def checkpoint(run: Run, stage: str, step: int, modules: dict, optimizers: dict, extra: dict | None = None) -> None:

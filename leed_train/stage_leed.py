@@ -30,7 +30,7 @@ from leed_train import losses
 from leed_train.config import TrainConfig
 from leed_train.data.datasets import PairDataset
 from leed_train.features import VGG19Features, build_perceptual, load_feature_model, load_vgg19_weights
-from leed_train.model import Leed
+from leed_train.model import Leed, face_motion, warp
 from leed_train.networks import build_leed_networks
 from leed_train.run import (
     Run,
@@ -41,6 +41,7 @@ from leed_train.run import (
     check_ranks_agree,
     checkpoint,
     crops_to_device,
+    init_stage,
     linear_decay,
     resume_stage,
     save_grid,
@@ -164,6 +165,8 @@ def train_leed(run: Run) -> dict[str, torch.nn.Module]:
     if reducer is not None:
         saved["reducer"] = reducer
     start, _ = resume_stage(run, STAGE, saved, opts)
+    if start == 0 and cfg.init:
+        init_stage(run, STAGE, saved)
     if run.world > 1:  # ranks draw different alphas after a resume too
         torch.manual_seed(cfg.seed + 7919 * run.rank + start)
 
@@ -191,7 +194,8 @@ def train_leed(run: Run) -> dict[str, torch.nn.Module]:
         bar.update(1)
         if step % cfg.log_every == 0 or step == total - 1:
             stats = to_floats(stats)  # the one host sync of a logged step
-            bar.set_postfix({k: f"{v:.3g}" for k, v in stats.items() if k in ("L_recon", "L_exp", "L_S", "critic_w")})
+            shown = ("L_recon", "L_exp", "L_S", "L_warp", "critic_w")
+            bar.set_postfix({k: f"{v:.3g}" for k, v in stats.items() if k in shown})
             run.log.scalars(STAGE, step, {**stats, "lr": lr})
         if run.main and (step % cfg.sample_every == 0 or step == total - 1):
             sample_grid(run, nets, step)
@@ -278,6 +282,12 @@ def leed_step(
         l_interp = losses.interpolation_loss(I(c_in.detach(), a_dexp).float(), c_in.detach().float(), a_dexp.float())
         dexp_ia = X(c_ia.detach(), c_in.detach()).detach()
         l_idt = losses.identity_loss(I(c_in.detach(), dexp_ia).float(), c_ia.detach().float())
+        if cfg.net.warp:  # L_warp: I_N moved by the flow of its own expression code, against I_A
+            own = X(c_ia.detach(), c_in.detach())
+            moved_by = face_motion(D.flow(I(c_in.detach(), own)), D.flow(I(c_in.detach(), own * 0.0)), ia_n).float()
+            l_warp = losses.warp_loss(phi, warp(ia_n, moved_by).float(), ia.float(), moved_by, cfg.warp_smooth)
+            total_loss = total_loss + cfg.lambda_warp * l_warp
+            stats["L_warp"] = l_warp.detach()
         real_codes = torch.cat([c_ia, c_rb])
         recon = D(scale_grad(real_codes, cfg.lambda_recon))
         l_recon = losses.perceptual_loss(phi, recon.float(), torch.cat([ia, rb]).float())

@@ -59,7 +59,7 @@ say "gpu-check $PHASE $(date -u +%FT%TZ) dry-run=$DRY cuda=$CUDA preset=$PRESET 
 [ "$CUDA" = 1 ] && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | tee -a "$LOG"
 
 train() {
-  # Stage 1 (the masked neutralizer), then stage 2 (LEED on the people's own neutral photos), one
+  # Stage 1 (the masked neutralizer), then stage 2 (LEED with the flow head, on the people's own neutral photos), one
   # after the other: sharing the GPU between the two (2026-11-28, H200) made stage 2 run 7 times
   # slower (0.77 steps/s instead of 5.2). --minutes fits each schedule into its share of the time.
   local skip=${NOGPU:-$NODATA} m1=$(awk "BEGIN { print $MINUTES / 3 }") m2=$(awk "BEGIN { print $MINUTES * 2 / 3 }")
@@ -70,12 +70,12 @@ train() {
     --gan-lambda-keep 0.1
   step train-stage2 $(awk "BEGIN { print int($m2 * 60 + 90) }") "$skip" "${LEED[@]}" leed_train.cli train_main "$DATA" \
     --out $RUN "${common[@]}" --minutes $m2 --stage leed --neutrals photos --perceptual mobilenet_v2 --no-q \
-    --lambda-adv 0.01 --batch-size 32 --epochs 5000 --lr 2e-4 --lr-decoder 1e-3
+    --lambda-adv 0.01 --batch-size 32 --epochs 5000 --lr 2e-4 --lr-decoder 1e-3 --warp
   if [ $DRY = 0 ] && [ -d $RUN_G/checkpoints ] && [ -d $RUN/checkpoints ]; then  # the neutralizer joins the run
     cp -r "$(ls -d $RUN_G/checkpoints/neutralizer-* | tail -1)" $RUN/checkpoints/
   fi
   step export 150 "${NOGPU:-$NODATA}" "${LEED[@]}" leed_export.cli main $RUN --out $EXP --force \
-    --residual-edit --residual-base input --residual-gate 0.2
+    --warp-edit --residual-base input --warp-paint 0
   if [ $DRY = 0 ] && [ -d $RUN/checkpoints ]; then  # weights, logs and samples, no optimizer state
     mkdir -p $RUN/neutralizer-run && cp -r $RUN_G/stats.jsonl $RUN_G/samples $RUN/neutralizer-run/ 2>/dev/null
     local last=$(cd $RUN && for s in leed neutralizer; do ls -d checkpoints/$s-* 2>/dev/null | tail -1; done)

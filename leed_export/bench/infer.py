@@ -21,12 +21,14 @@ import numpy as np
 import torch
 
 from leed_export.bench.common import gpus, graph_flops, machine, peak_tflops, rates, time_calls
+from leed_export.export import recorded_style
 from leed_runtime.backends.base import Backend
 from leed_runtime.backends.select import artifact_for_backend, choose_backend
 from leed_runtime.backends.table import backend_row, open_backend
 from leed_runtime.cuda import Stream
 from leed_runtime.errors import LeedError
 from leed_runtime.manifest import read_manifest, verify
+from leed_train.model import EditStyle
 from leed_train.trained import load_trained
 
 CHAIN = ("neutralizer", "encoder", "interpolator", "decoder")
@@ -162,9 +164,9 @@ def bench_infer(cfg: InferConfig) -> dict[str, Any]:
             for setup, found_rows in zip(setups[1:], compared, strict=True)
         ]
     if cfg.torch_run:
-        residual, gate = manifest.source.get("residual_edit", False), manifest.source.get("residual_gate", 0.0)
+        style = recorded_style(manifest.source)
         device = "cuda" if uses_cuda else "cpu"
-        result["torch"] = bench_torch(cfg, device, residual, gate)  # the same `edit` graph as the export's
+        result["torch"] = bench_torch(cfg, device, style)  # the same `edit` graph as the export's
         by_key = {(r["graph"], r["batch"]): r for r in result["torch"]["results"]}
         for row in rows:
             ref = by_key.get((row["graph"], row["batch"]))
@@ -271,9 +273,8 @@ def _chain_call(engines: dict[str, Any], feeds: dict[str, dict[str, Any]]) -> Ca
     return chain
 
 
-def bench_torch(cfg: InferConfig, device: str, residual: bool = False, gate: float = 0.0) -> dict[str, Any]:
-    """The same networks, chain and `edit` (`residual`, `gate`: as `--residual-edit` built the
-    export's) in PyTorch eager (FP32): the run's `Leed`, which the export's graphs trace."""
+def bench_torch(cfg: InferConfig, device: str, style: EditStyle = EditStyle()) -> dict[str, Any]:
+    """The same networks, chain and `edit` (`style`: as leed-export built the export's) in PyTorch eager (FP32): the run's `Leed`, which the export's graphs trace."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     run = load_trained(cfg.torch_run, device)
@@ -295,7 +296,7 @@ def bench_torch(cfg: InferConfig, device: str, residual: bool = False, gate: flo
                 "encoder": lambda n=neutral: leed.E(n),
                 "interpolator": lambda c=code, d=dexp: leed.I(c, d),
                 "decoder": lambda e=edited: leed.D(e),
-                "edit": lambda f=face, d=dexp, a=alpha: leed.edit(f, d, a, residual=residual, gate=gate),
+                "edit": lambda f=face, d=dexp, a=alpha: leed.edit(f, d, a, style),
                 "chain": lambda f=face, d=dexp: leed.edit(f, d),  # D(I(E(G(f)), d)), as the four graphs chained
             }
             for graph, call in calls.items():

@@ -13,9 +13,11 @@ from tqdm import tqdm
 
 from leed_export.evaluate.config import EvalConfig
 from leed_export.evaluate.data import as_tensor
+from leed_export.export import recorded_style
 from leed_runtime.backends.table import open_backend
 from leed_runtime.errors import LeedError
 from leed_runtime.manifest import FILENAME, Manifest, read_manifest, verify
+from leed_train.model import EditStyle
 from leed_train.trained import TrainedRun, load_trained
 
 
@@ -45,21 +47,14 @@ class Editor:
 
 
 class TorchEditor(Editor):
-    """A training run's `Leed` in PyTorch: D(I(E(G(I_A)), alpha X(E(R_B), E(G(R_B))))), with
-    `residual`, `gate` as `leed-export --residual-edit`/`--residual-gate` build the export's
-    `edit` graph, or with `linear` the code arithmetic of Eq. 1+5: D(E(G(I_A)) + alpha (E(R_B) - E(G(R_B))))."""
+    """A training run's `Leed` in PyTorch: D(I(E(G(I_A)), alpha X(E(R_B), E(G(R_B))))), made as
+    `style` says (as leed-export builds the export's `edit` graph), or with `linear` the code
+    arithmetic of Eq. 1+5: D(E(G(I_A)) + alpha (E(R_B) - E(G(R_B))))."""
 
     def __init__(
-        self,
-        run: TrainedRun,
-        label: str,
-        batch_size: int,
-        linear: bool = False,
-        residual: bool = False,
-        gate: float = 0.0,
+        self, run: TrainedRun, label: str, batch_size: int, linear: bool = False, style: EditStyle = EditStyle()
     ) -> None:
-        self.label, self.batch_size, self.linear = label, batch_size, linear
-        self.residual, self.gate = residual, gate
+        self.label, self.batch_size, self.linear, self.style = label, batch_size, linear, style
         self.leed = run.leed
         self.device = next(self.leed.E.parameters()).device
 
@@ -76,12 +71,12 @@ class TorchEditor(Editor):
     def edit_pairs(
         self, faces: torch.Tensor, codes: torch.Tensor, face_idx: np.ndarray, ref_idx: np.ndarray, alpha: np.ndarray
     ) -> torch.Tensor:
-        neutral, neutral_code = [], []  # each face through G and E once, `Leed.decode_edit` per pair
+        bases, neutral_code = [], []  # each face through G and E once, `Leed.decode_edit` per pair
         for f in self._batches(faces, f"{self.label}: inputs"):
             n = self.leed.G(f)
-            neutral.append(n.cpu() if self.residual else None)
+            bases.append((f if self.style.base == "input" else n).cpu())
             neutral_code.append(self.leed.E(n).cpu())
-        neutrals = torch.cat(neutral) if self.residual else None
+        neutrals = torch.cat(bases) if self.style.needs_base else None
         neutral_codes = torch.cat(neutral_code)
         out = []
         for i in tqdm(range(0, len(face_idx), self.batch_size), desc=f"{self.label}: edits", leave=False):
@@ -90,7 +85,7 @@ class TorchEditor(Editor):
             dexp = self.leed.scale(codes[ref_idx[sl]].to(self.device), a)
             n = neutrals[face_idx[sl]].to(self.device) if neutrals is not None else None
             edited = self.leed.decode_edit(
-                neutral_codes[face_idx[sl]].to(self.device), dexp, n, self.residual, self.gate, self.linear
+                neutral_codes[face_idx[sl]].to(self.device), dexp, n, self.style, self.linear
             )
             out.append(edited.float().clamp(-1, 1).cpu())
         return torch.cat(out)
@@ -123,7 +118,7 @@ class TorchEditor(Editor):
         out = []
         for i in tqdm(range(0, len(faces_n), self.batch_size), desc=f"{self.label}: given neutrals", leave=False):
             fn, r, rn = (t[i : i + self.batch_size].to(self.device) for t in (faces_n, refs, refs_n))
-            edited = self.leed.edit_from_neutrals(fn, r, rn, alpha, self.residual, self.gate, self.linear)
+            edited = self.leed.edit_from_neutrals(fn, r, rn, alpha, self.style, self.linear)
             out.append(edited.float().clamp(-1, 1).cpu())
         return torch.cat(out)
 
@@ -132,9 +127,10 @@ class OnnxEditor(Editor):
     """An export folder's `reference` and `edit` graphs on onnxruntime (CPU)."""
 
     def __init__(self, folder: Path, manifest: Manifest, batch_size: int) -> None:
-        residual = manifest.source.get("residual_edit", False)
-        on_input = " on the input" if manifest.source.get("residual_base") == "input" else ""
-        self.label = f"LEED (ONNX, residual edit{on_input})" if residual else "LEED (ONNX)"
+        style = recorded_style(manifest.source)
+        on_input = " on the input" if style.needs_base and style.base == "input" else ""
+        kind = "residual edit" if style.residual else "warp edit" if style.warp else ""
+        self.label = f"LEED (ONNX, {kind}{on_input})" if kind else "LEED (ONNX)"
         self.batch_size = batch_size
         self.ref = open_backend("onnxruntime-cpu", folder, manifest, "reference")
         self.edit = open_backend("onnxruntime-cpu", folder, manifest, "edit")
@@ -222,11 +218,9 @@ def open_model(model_dir: str, cfg: EvalConfig) -> tuple[list[Editor], Path | li
         return [OnnxEditor(path, manifest, cfg.batch_size)], heldout or (source if source.is_file() else None)
     if (path / "config.json").is_file():
         run = _load_run(path, cfg.device)
-        residual, gate = cfg.residual_edit, cfg.residual_gate if cfg.residual_edit else 0.0
+        style = EditStyle(cfg.residual_edit, cfg.residual_gate if cfg.residual_edit else 0.0)
         return [
-            TorchEditor(
-                run, "LEED (residual edit)" if residual else "LEED", cfg.batch_size, residual=residual, gate=gate
-            ),
+            TorchEditor(run, "LEED (residual edit)" if style.residual else "LEED", cfg.batch_size, style=style),
             TorchEditor(run, "Linear (Eq. 1+5)", cfg.batch_size, linear=True),
         ], path / "split.json"
     raise LeedError(

@@ -163,13 +163,26 @@ def test_zipped_folder_edits_every_photo_and_video_and_ignores_the_rest(
     assert outcome.output.name == "holiday.leed.zip" and outcome.video is None
     with zipfile.ZipFile(outcome.output) as zf:
         names = sorted(zf.namelist())
-        assert names == ["day 1/face.leed.png", "day 1/talk.leed.mp4", "face.jpg.leed.png"]
-        zf.extract("day 1/talk.leed.mp4", tmp_path / "unzipped")
-    assert video_facts(tmp_path / "unzipped/day 1/talk.leed.mp4") == (FRAMES, Fraction(30), True)
+        assert names == ["day 1/face.png", "day 1/talk.mp4", "face.jpg.png"]  # as `leed-run DIR --out DIR` names them
+        zf.extract("day 1/talk.mp4", tmp_path / "unzipped")
+    assert video_facts(tmp_path / "unzipped/day 1/talk.mp4") == (FRAMES, Fraction(30), True)
     assert [s["config"]["ref_weights"] for s in outcome.summaries] == [[0.5, 0.5]] * 3
     assert outcome.summary.count("\n") == 2 and "**day 1/talk.mp4**" in outcome.summary
     assert cv2.imread(str(outcome.preview)).shape[0] == 2 * TILE + 6  # the photos' strip
     no_leftovers(tmp_path / "work")
+
+
+def test_a_bad_file_in_a_zip_is_reported_and_the_rest_edited(photo: Path, tmp_path: Path) -> None:
+    """As `leed-run DIR`: one file that cannot be edited is a failed line; the others are edited."""
+    archive = tmp_path / "mixed.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.write(photo, "good.png")
+        zf.writestr("cut.png", b"\x89PNG\r\n\x1a\n")
+    outcome = run_job(Job(media=str(archive), refs=[str(SURPRISED)], max_faces=1), tmp_path / "work")
+    with zipfile.ZipFile(outcome.output) as zf:
+        assert zf.namelist() == ["good.png"]
+    assert "**cut.png**: failed: mixed.zip/cut.png: truncated image" in outcome.summary, outcome.summary
+    assert "**good.png** →" in outcome.summary and len(outcome.summaries) == 1
 
 
 def _zip(tmp_path: Path, name: str, members: dict[str, bytes]) -> Path:
@@ -227,6 +240,13 @@ BAD_JOBS = {
     "zip member outside the folder": (
         lambda c, n, t: {"media": str(_zip(t, "evil.zip", {"../../x.png": b"x"})), "refs": [str(SURPRISED)]},
         "evil.zip: ../../x.png points outside the zipped folder",
+    ),
+    "zip naming one file twice": (
+        lambda c, n, t: {
+            "media": str(_zip(t, "twice.zip", {"A/x.png": b"x", "a/X.png": b"y"})),
+            "refs": [str(SURPRISED)],
+        },
+        "twice.zip: A/x.png and a/X.png name the same file",
     ),
     "zipped photo truncated": (
         lambda c, n, t: {

@@ -10,17 +10,22 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
+import torch
 from click.testing import CliRunner
 
 import leed_export.export as export_module
+from leed_export import onnx_export
 from leed_export.cli import main
-from leed_export.graphs import GRAPHS, SPECS
+from leed_export.export import recorded_style
+from leed_export.graphs import GRAPHS, SPECS, build_graphs
 from leed_export.parity import FP16, FP32, Tolerance
 from leed_runtime.backends.table import open_backend
 from leed_runtime.face.align import template
 from leed_runtime.manifest import read_manifest, sha256_file
-from leed_train.model import Leed
+from leed_train.model import EditStyle, Leed
+from leed_train.trained import load_trained
 
 HAS_RTX = importlib.util.find_spec("tensorrt_rtx_bindings") is not None
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None
@@ -158,11 +163,57 @@ def test_residual_edit_puts_back_the_detail_the_decoder_loses(tiny_run: Path, tm
     np.testing.assert_allclose(opencv, want[1:], atol=2e-4)
 
 
+def test_warp_edit_exports_with_its_flow(tiny_warp_run: Path, tmp_path: Path) -> None:
+    """--warp-edit: the `edit` graph carries the decoder's flow head and a GridSample, gated to
+    parity like every graph (engines too, where TensorRT-RTX is installed); its manifest records
+    the edit; alpha 0 returns the input face itself (--residual-base input)."""
+    out = tmp_path / "warp"
+    args = [str(tiny_warp_run), "--out", str(out), "--warp-edit", "--residual-base", "input", "--warp-paint", "0.5"]
+    args += ["--samples", "4"] + (["--engine", "tensorrt-rtx", "--batch", "1:2:4"] if HAS_RTX else [])
+    result = _invoke(args)
+    assert result.exit_code == 0, result.output
+    manifest = read_manifest(out)
+    source = manifest.source
+    assert source["warp_edit"] is True and source["warp_paint"] == 0.5 and source["residual_base"] == "input"
+    assert recorded_style(source) == EditStyle(base="input", warp=True, paint=0.5)
+    ops = {n.op_type for n in onnx.load(str(out / "edit.onnx")).graph.node}
+    assert "GridSample" in ops
+    assert manifest.artifacts["edit"].parity["max_abs"] <= FP32.max_abs
+    if HAS_RTX:
+        assert (out / manifest.artifacts["edit.rtx"].file).stat().st_size > 0
+    rng = np.random.default_rng(0)
+    face = rng.uniform(-1, 1, (2, 3, 128, 128)).astype("float32")
+    with open_backend("onnxruntime-cpu", out, manifest, "reference") as backend:
+        (dexp,) = backend.infer({"reference": face[::-1].copy()}).values()
+    with open_backend("onnxruntime-cpu", out, manifest, "edit") as backend:
+        (got,) = backend.infer({"face": face, "dexp": dexp, "alpha": np.zeros(2, np.float32)}).values()
+    np.testing.assert_allclose(got, face, atol=2e-4)
+
+
+@torch.no_grad()
+def test_warp_edit_graph_matches_pytorch_with_a_moving_flow(tiny_warp_run: Path) -> None:
+    """The warp edit exported with a flow head that moves pixels (a few training steps barely
+    move them): onnxruntime gives what `Leed.edit` gives, and the face does change."""
+    run = load_trained(tiny_warp_run)
+    torch.nn.init.normal_(run.nets["D"].flow_head[2].weight, std=0.5)
+    style = EditStyle(base="input", warp=True, paint=0.5)
+    graph = build_graphs(run, style)["edit"]
+    gen = torch.Generator().manual_seed(0)  # smooth faces: on pixel noise any flow rounding is amplified
+    face = torch.nn.functional.interpolate(torch.rand(2, 3, 16, 16, generator=gen) * 2 - 1, size=128, mode="bilinear")
+    dexp = 2 * run.leed.reference(face.flip(0))
+    feeds = {"face": face, "dexp": dexp, "alpha": torch.tensor([1.0, 0.5])}
+    want = graph(**feeds).numpy()
+    model = onnx_export.export_graph(graph, SPECS["edit"], feeds, None)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    got = session.run(None, {k: v.numpy() for k, v in feeds.items()})[0]
+    assert np.abs(got - want).max() <= FP32.max_abs and np.median(np.abs(got - want)) <= FP32.median_abs
+    assert np.abs(want - face.numpy()).max() > 1e-2
+
+
 def test_residual_gate_keeps_detail_where_the_decoder_changes_nothing() -> None:
     """Leed.edit's residual semantics on stand-ins: G, E identity, I(c, d) = c + d, D a 3x3 blur. Where
     dexp is 0 the residual edit returns the sharp face itself; where dexp changes the face by more
     than the gate it returns the decoder's (blurred) edit; `gate` 0 never fades the detail."""
-    import torch
 
     class Blur(torch.nn.Module):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -177,9 +228,9 @@ def test_residual_gate_keeps_detail_where_the_decoder_changes_nothing() -> None:
     face = torch.rand(1, 3, 64, 64) * 2 - 1
     dexp = torch.zeros_like(face)
     dexp[..., :, 32:] = 0.5  # right half changes by 0.5 >> gate
-    plain = leed.edit(face, dexp, residual=False)
-    gated = leed.edit(face, dexp, residual=True, gate=0.1)
-    ungated = leed.edit(face, dexp, residual=True, gate=0.0)
+    plain = leed.edit(face, dexp)
+    gated = leed.edit(face, dexp, style=EditStyle(residual=True, gate=0.1))
+    ungated = leed.edit(face, dexp, style=EditStyle(residual=True))
     left, right = (..., slice(4, 60), slice(4, 24)), (..., slice(4, 60), slice(42, 60))
     torch.testing.assert_close(gated[left], face[left])  # no change there: the sharp input
     torch.testing.assert_close(gated[right], plain[right])  # big change: the decoder's edit
@@ -225,6 +276,11 @@ def test_check_passes_then_fails_on_a_tampered_file(exported: Path, tmp_path: Pa
         (["--data", "/nonexistent/data"], "--data /nonexistent/data"),
         (["--residual-edit", "--residual-gate", "-1"], "--residual-gate must be >= 0 and <= 2, got -1"),
         (["--residual-gate", "0.2"], "--residual-gate 0.2 only applies to --residual-edit"),
+        (["--warp-paint", "0.5"], "--warp-paint 0.5 only applies to --warp-edit"),
+        (["--warp-edit", "--warp-paint", "3"], "--warp-paint must be >= 0 and <= 2, got 3"),
+        (["--warp-edit", "--residual-edit"], "choose one"),
+        (["--warp-edit", "--opencv"], "has no GridSample"),
+        (["--warp-edit"], "was trained without --warp"),
     ],
 )
 def test_bad_options_give_one_line(tiny_run: Path, tmp_path: Path, extra: list[str], expect: str) -> None:

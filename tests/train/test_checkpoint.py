@@ -23,6 +23,7 @@ from leed_train import checkpoint
 from leed_train.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
+    load_shared_weights,
     load_weights,
     save_checkpoint,
 )
@@ -174,6 +175,26 @@ def test_mismatches_refused(tmp_path: Path) -> None:
     (path / "rng.safetensors").unlink()
     with pytest.raises(LeedError, match="incomplete"):
         load_weights(path, {"E": Net()})
+
+
+def test_init_copies_the_shared_layers_and_names_the_new(tmp_path: Path) -> None:
+    """`leed-train --init`: every tensor of the same name and shape is copied, new layers keep
+    their initialisation and are named; another shape or a module the checkpoint lacks is refused."""
+    net, opt = build()
+    path = save_checkpoint(tmp_path, "leed", 1, {"E": net}, {"opt": opt})
+    torch.manual_seed(1)
+    grown = Net()
+    grown.extra = nn.Linear(2, 2)
+    extra = grown.extra.weight.detach().clone()
+    fresh = load_shared_weights(path, {"E": grown})
+    assert fresh == ["E.extra.weight", "E.extra.bias"]
+    for key, value in net.state_dict().items():
+        torch.testing.assert_close(grown.state_dict()[key], value, rtol=0, atol=0)
+    torch.testing.assert_close(grown.extra.weight, extra, rtol=0, atol=0)
+    with pytest.raises(LeedError, match=r"E\.conv1\.weight has shape \(16, 3, 3, 3\), this run's \(8, 3, 3, 3\)"):
+        load_shared_weights(path, {"E": Net(width=8)})
+    with pytest.raises(LeedError, match="no weights for 'Q'"):
+        load_shared_weights(path, {"Q": Net()})
 
 
 def test_wrappers_are_unwrapped(tmp_path: Path) -> None:

@@ -24,7 +24,14 @@ from leed_train.config import BOUNDS, PRESETS, NetConfig, TrainConfig, bounds_pr
 # runs that were training when the layout changed)
 OLD_CONFIGS = sorted((Path(__file__).parent / "configs").glob("v0-*.json"))
 MOVED = {"gan_conv_dim": "stargan_conv_dim", "gan_repeat": "stargan_repeat", "gan_mask": "stargan_mask"}
-ADDED = {"gan_lambda_keep": 0.0, "minutes": 0.0}  # fields added since, at the default that keeps an old run as it was
+ADDED = {  # fields added since, at the default that keeps an old run as it was
+    "gan_lambda_keep": 0.0,
+    "minutes": 0.0,
+    "init": "",
+    "lambda_warp": 1.0,
+    "warp_smooth": 0.1,
+}
+NET_ADDED = {"warp": False}
 
 
 def _dry_run(args: list[str]) -> dict:
@@ -93,7 +100,8 @@ def test_old_run_configs_load_unchanged(path: Path) -> None:
     old = json.loads(path.read_text())
     cfg = TrainConfig.load(path)
     new = json.loads(cfg.to_json())
-    assert new == {**{k: v for k, v in old.items() if k not in MOVED}, **ADDED}  # every value as it was
+    want = {**{k: v for k, v in old.items() if k not in MOVED}, **ADDED, "net": {**old["net"], **NET_ADDED}}
+    assert new == want  # every value as it was
     assert all(new["net"][MOVED[k]] == old[k] for k in MOVED if old[k])  # already merged into `net`
     assert cfg.resolved() == cfg and TrainConfig.from_dict(new) == cfg
 
@@ -105,7 +113,8 @@ def test_old_run_configs_resume_with_their_options(path: Path, tmp_path: Path) -
     shutil.copy(path, run / "config.json")
     cfg = _dry_run([str(tmp_path / "data"), "--out", str(run), "--resume"])
     old = {k: v for k, v in json.loads(path.read_text()).items() if k not in MOVED}
-    assert cfg == {**old, **ADDED, "data_dir": str(tmp_path / "data"), "out": str(run), "resume": True}
+    net = {**old["net"], **NET_ADDED}
+    assert cfg == {**old, **ADDED, "net": net, "data_dir": str(tmp_path / "data"), "out": str(run), "resume": True}
 
 
 # -- declared ranges: each number's valid values are stated once, next to its field ---------------

@@ -91,6 +91,18 @@ def test_identity_loss_eq7_zero_for_identity() -> None:
     assert losses.identity_loss(c_ia + 1, c_ia).item() == pytest.approx(1.0)
 
 
+def test_warp_loss_is_l1_plus_perceptual_plus_smoothness() -> None:
+    """L_warp: mean |moved - I_A| + Phi distance + smooth * TV(flow); 0 for a perfect, flat move."""
+    phi = lambda x: [x[:, :, ::2, ::2]]  # noqa: E731 - a stand-in feature map
+    target = torch.rand(2, 3, 16, 16)
+    flat, bumpy = torch.full((2, 2, 4, 4), 0.1), torch.zeros(2, 2, 4, 4)
+    bumpy[..., ::2, :] = 0.2  # rows alternate 0.2 / 0: TV 0.2 along y, 0 along x
+    assert losses.warp_loss(phi, target.clone(), target, flat, 1.0).item() == 0.0
+    assert losses.warp_loss(phi, target.clone(), target, bumpy, 0.5).item() == pytest.approx(0.1)
+    moved = target + 0.5
+    assert losses.warp_loss(phi, moved, target, flat, 1.0).item() == pytest.approx(0.5 + 0.25)
+
+
 def test_gradient_penalty_linear_critic() -> None:
     w = torch.tensor([3.0, 4.0])  # ||w|| = 5 everywhere -> (5 - 1)^2 = 16
 

@@ -144,6 +144,43 @@ def test_leed_stage_reconstruction_loss_falls(
     assert cfg["gan_iters"] == 6  # stage 1's options survive stage 2's config.json (default: 200000)
 
 
+def test_warp_stage_learns_to_move_the_neutral_face(stage1_run: Path, synth_faces: Path, tmp_path: Path) -> None:
+    """--warp --init: stage 2 starts from another run's weights, the flow head fresh (its last conv
+    at zero), and L_warp (the neutral face moved by its own expression's flow against the
+    expressive face) trains the head. Whether it learns is measured on real faces (model card)."""
+    first = tmp_path / "first"
+    shutil.copytree(stage1_run, first)
+    _train(
+        [
+            str(synth_faces),
+            "--out",
+            str(first),
+            "--stage",
+            "leed",
+            "--batch-size",
+            "4",
+            "--max-steps",
+            "2",
+            "--no-q",
+            *TINY,
+        ]
+    )
+    run = tmp_path / "warp"
+    shutil.copytree(stage1_run, run)
+    _train([
+        str(synth_faces), "--out", str(run), "--stage", "leed", "--batch-size", "4", "--max-steps", "6", "--no-q",
+        "--warp", "--init", str(first), *TINY,
+    ])  # fmt: skip
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["net"]["warp"] is True and cfg["init"] == str(first)
+    warp = _stats(run, "leed", "L_warp")
+    assert len(warp) == 6 and all(0 < v < 10 for v in warp)
+    before = load_file(str(latest_checkpoint(first, "leed") / "weights.safetensors"))
+    after = load_file(str(latest_checkpoint(run, "leed") / "weights.safetensors"))
+    assert {k for k in after if k not in before} == {f"D.flow_head.{i}.{p}" for i in (0, 2) for p in ("weight", "bias")}
+    assert after["D.flow_head.2.weight"].abs().max() > 0  # started at zero, moved by L_warp
+
+
 def test_resume_is_bit_exact(stage1_run: Path, synth_faces: Path, tmp_path: Path) -> None:
     """N steps straight == N/2 steps, a new process-like start with --resume, N/2 more."""
     straight, split = tmp_path / "straight", tmp_path / "split"
