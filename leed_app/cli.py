@@ -38,7 +38,7 @@ Examples:
     "--work-dir",
     default=None,
     help="Folder for the uploads and the results (one private job-* folder per job, removed after a day) "
-    "[default: TMP/leed-app].",
+    "[default: TMP/leed-app-UID, private].",
 )
 @click.option("--open", "open_browser", is_flag=True, help="Open the page in the default browser.")
 @handle_errors
@@ -47,6 +47,7 @@ def app_main(host: str, port: int, model: str | None, work_dir: str | None, open
     if model:
         read_manifest(model)  # a wrong --model is refused now, in leed-run's words, not at the first job
     root = Path(work_dir) if work_dir else default_work_root()
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)  # private before Gradio puts uploads in it
     os.environ.setdefault("GRADIO_TEMP_DIR", str(root / "gradio"))  # uploads too stay in the work folder
     launch(build_app(root, model), root, host=host, port=port, open_browser=open_browser)
 

@@ -11,6 +11,7 @@ Nothing is written next to the uploads: each job gets a fresh folder `work_root/
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import time
@@ -91,7 +92,9 @@ class Outcome:
 
 
 def default_work_root() -> Path:
-    return Path(tempfile.gettempdir()) / "leed-app"
+    """`TMP/leed-app-UID`: one per user, so nobody else's uploads or results share it."""
+    user = os.getuid() if hasattr(os, "getuid") else os.getlogin()
+    return Path(tempfile.gettempdir()) / f"leed-app-{user}"
 
 
 def media_kind(path: Path) -> str:
@@ -130,8 +133,9 @@ def model_choices(extra: str | None = None) -> list[tuple[str, str]]:
 
 
 def new_job_folder(work_root: Path) -> Path:
-    """A fresh, private `work_root/job-XXXXXXXX/`; job folders older than KEEP_JOBS_S go first."""
-    work_root.mkdir(parents=True, exist_ok=True)
+    """A fresh, private `work_root/job-XXXXXXXX/`; job folders older than KEEP_JOBS_S go first.
+    A new `work_root` is made private (0700): Gradio's uploads live in it too."""
+    work_root.mkdir(parents=True, exist_ok=True, mode=0o700)
     cutoff = time.time() - KEEP_JOBS_S
     for old in work_root.glob("job-*"):
         if old.is_dir() and not old.is_symlink() and old.stat().st_mtime < cutoff:

@@ -18,10 +18,10 @@ from pathlib import Path
 from leed_runtime.atomic import atomic_write_text
 from leed_runtime.containers import CONTAINERS
 from leed_runtime.errors import LeedError, one_line
+from leed_runtime.image import IMAGE_SUFFIXES
 from leed_runtime.run import RunConfig, Unbroken, run
 
 VIDEO_SUFFIXES = tuple(CONTAINERS)  # the containers leed reads and writes
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
 def folder_input(cfg: RunConfig) -> tuple[str, Path] | None:

@@ -29,6 +29,7 @@ def to_rgb(image: np.ndarray, name: str = "image") -> np.ndarray:
 
 
 MAX_PIXELS = 7680 * 4320  # 8K UHD: larger images and video frames are refused (detection would take minutes)
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")  # what leed reads as photos
 
 
 def check_pixels(width: int, height: int, name: str) -> None:

@@ -154,6 +154,26 @@ class Backend:
         return None
 
 
+def gate_feeds(specs: list[TensorSpec], batch: int = 2, seed: int = 0) -> dict[str, np.ndarray]:
+    """Deterministic inputs for `specs` (the manifest's; parity gates and the backend race):
+    3-channel images uniform in [-1, 1], 1-D inputs (alpha) 1.0, other float inputs
+    0.1 x N(0, 1); symbolic dimensions `batch`, other symbolic dimensions (P-net's height and
+    width) 64."""
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for spec in specs:
+        shape = tuple(int(d) if isinstance(d, int) else (batch if i == 0 else 64) for i, d in enumerate(spec.shape))
+        dtype = np.dtype(spec.dtype)
+        if len(shape) == 4 and shape[1] == 3:
+            value = rng.uniform(-1, 1, shape)
+        elif len(shape) == 1:
+            value = np.ones(shape)
+        else:
+            value = 0.1 * rng.standard_normal(shape)
+        feeds[spec.name] = np.ascontiguousarray(value, dtype=dtype)
+    return feeds
+
+
 @dataclass(frozen=True)
 class BackendRow:
     """One row of the backend table (`backends/table.py`): a backend kind and what it needs."""

@@ -29,9 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from leed_runtime.backends.base import Backend, BackendRow
+from leed_runtime.backends.base import Backend, BackendRow, gate_feeds  # noqa: F401 - gate_feeds re-exported
 from leed_runtime.errors import LeedError, one_line
-from leed_runtime.manifest import Artifact, TensorSpec
+from leed_runtime.manifest import Artifact
 
 PRECISIONS = ("fp32", "bf16")
 _HINT = {"fp32": "f32", "bf16": "bf16"}  # INFERENCE_PRECISION_HINT values
@@ -96,25 +96,6 @@ def bf16_error(reference: np.ndarray, candidate: np.ndarray) -> dict[str, float]
         "psnr_db": float("inf") if mse == 0 else (float(10 * np.log10(4 / mse)) if np.isfinite(mse) else 0.0),
         "nonfinite": nonfinite,
     }
-
-
-def gate_feeds(specs: list[TensorSpec], batch: int = 2, seed: int = 0) -> dict[str, np.ndarray]:
-    """Deterministic inputs for `specs` (the manifest's): 3-channel images uniform in [-1, 1],
-    1-D inputs (alpha) 1.0, other float inputs 0.1 x N(0, 1); symbolic dimensions `batch`,
-    other symbolic dimensions (P-net's height and width) 64."""
-    rng = np.random.default_rng(seed)
-    feeds = {}
-    for spec in specs:
-        shape = tuple(int(d) if isinstance(d, int) else (batch if i == 0 else 64) for i, d in enumerate(spec.shape))
-        dtype = np.dtype(spec.dtype)
-        if len(shape) == 4 and shape[1] == 3:
-            value = rng.uniform(-1, 1, shape)
-        elif len(shape) == 1:
-            value = np.ones(shape)
-        else:
-            value = 0.1 * rng.standard_normal(shape)
-        feeds[spec.name] = np.ascontiguousarray(value, dtype=dtype)
-    return feeds
 
 
 class OpenVINOBackend(Backend):

@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from leed_runtime import cuda
-from leed_runtime.backends.base import Backend, BackendRow
+from leed_runtime.backends.base import Backend, BackendRow, gate_feeds
 from leed_runtime.backends.table import BACKENDS, backend_row, engine_rows, open_backend
 from leed_runtime.errors import LeedError
 from leed_runtime.manifest import Manifest
@@ -213,6 +214,17 @@ def time_kinds(
     graph in under RACE_MIN_MS: no other kind could then save RACE_MIN_MS."""
     out: dict[str, float | str] = {}
     engines: dict[str, Backend] = {}
+
+    def run(kind: str, call: Callable[[], float | None]) -> float | None:
+        """`call` on `kind`'s engine; a kind that fails to run the graph leaves the race with its line."""
+        try:
+            return call()
+        except LeedError as exc:
+            out[kind] = str(exc)
+            with contextlib.suppress(Exception):
+                engines.pop(kind).deactivate()
+            return None
+
     try:
         for kind in kinds:
             try:
@@ -223,22 +235,23 @@ def time_kinds(
                 continue
             engines[kind] = engine
             if kind == kinds[0]:  # warm, then one timed call: cheap graphs stop here
-                feeds = _race_feeds(engine)
-                engine.infer(feeds)
-                first_ms = _timed_call(engine, feeds)
-                if first_ms < RACE_MIN_MS:
+                feeds = gate_feeds(engine.inputs, batch=1)
+                first_ms = run(kind, lambda e=engine, f=feeds: _timed_call(e, f, warm=True))
+                if first_ms is not None and first_ms < RACE_MIN_MS:
                     return {kind: first_ms}
-        feeds = _race_feeds(next(iter(engines.values()))) if engines else {}
-        for engine in engines.values():
-            engine.infer(feeds)
+        feeds = gate_feeds(next(iter(engines.values())).inputs, batch=1) if engines else {}
+        for kind, engine in list(engines.items()):  # warm
+            run(kind, lambda e=engine: _timed_call(e, feeds))
         ms: dict[str, list[float]] = {k: [] for k in engines}
         start = time.perf_counter()
         for round_ in range(RACE_ROUNDS):
             if round_ >= 2 and time.perf_counter() - start > RACE_BUDGET_S:
                 break
-            for kind, engine in engines.items():
-                ms[kind].append(_timed_call(engine, feeds))
-        out.update({k: float(np.median(v)) for k, v in ms.items()})
+            for kind, engine in list(engines.items()):
+                took = run(kind, lambda e=engine: _timed_call(e, feeds))
+                if took is not None:
+                    ms[kind].append(took)
+        out.update({k: float(np.median(v)) for k, v in ms.items() if k in engines and v})
         return {k: out[k] for k in kinds if k in out}
     finally:
         for engine in engines.values():
@@ -246,19 +259,10 @@ def time_kinds(
                 engine.deactivate()
 
 
-def _timed_call(engine: Backend, feeds: dict[str, np.ndarray]) -> float:
+def _timed_call(engine: Backend, feeds: dict[str, np.ndarray], warm: bool = False) -> float:
+    """ms of one call of `engine` on `feeds` (after an untimed one with `warm`)."""
+    if warm:
+        engine.infer(feeds)
     start = time.perf_counter()
     engine.infer(feeds)
     return (time.perf_counter() - start) * 1e3
-
-
-def _race_feeds(engine: Backend) -> dict[str, np.ndarray]:
-    """Batch-1 inputs of the graph's specs: uniform in [-1, 1] (1-D inputs, such as alpha, 1.0);
-    dimensions other than the batch that the manifest leaves open (P-net's) 64."""
-    rng = np.random.default_rng(0)
-    feeds = {}
-    for spec in engine.inputs:
-        shape = tuple(d if isinstance(d, int) else (1 if i == 0 else 64) for i, d in enumerate(spec.shape))
-        value = np.ones(shape) if len(shape) == 1 else rng.uniform(-1, 1, shape)
-        feeds[spec.name] = value.astype(spec.dtype)
-    return feeds

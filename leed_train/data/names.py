@@ -14,12 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
+from leed_runtime.image import IMAGE_SUFFIXES
+
 EXPRESSIONS = ("angry", "contemptuous", "disgusted", "fearful", "happy", "neutral", "sad", "surprised")
 GAZES = ("frontal", "left", "right")
 ANGLES = ("000", "045", "090", "135", "180")
 ETHNICITIES = ("Caucasian", "Moroccan", "Kid")
 GENDERS = ("female", "male")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 FORMATS = ("auto", "rafd", "faces-tw", "cfeed", "folder")  # dataset layouts `leed-train` reads
 LANDMARKS_FILE = "landmarks.csv"  # DATA/landmarks.csv: five points per image, any layout
 MIN_LANDMARK_SPREAD = 2.0  # pixels: five points closer than this to their centre align nothing

@@ -282,7 +282,9 @@ def test_job_folders_are_fresh_private_and_expire(tmp_path: Path) -> None:
     assert a != b and a.name.startswith("job-") and not any(a.iterdir())
     assert a.stat().st_mode & 0o077 == 0
     assert not old.exists() and keep.read_bytes() == b"user file"
-    assert default_work_root().name == "leed-app"
+    assert default_work_root().name == f"leed-app-{os.getuid()}"  # one per user
+    fresh = new_job_folder(tmp_path / "new-root").parent
+    assert fresh.stat().st_mode & 0o077 == 0  # a new work folder is private too
 
 
 def test_zip_bomb_and_junk_are_refused_before_extracting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -464,6 +464,31 @@ def test_time_kinds_reports_a_kind_that_cannot_open(
     assert "Frobnicate" in timings["openvino"]
 
 
+def test_time_kinds_drops_a_kind_that_fails_to_run(
+    export: tuple[Path, Manifest], ov: types.ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kind that opens the graph but fails on its first call leaves the race with its line;
+    the others are still timed (it used to end `--backend auto` with that error)."""
+    folder, manifest = export
+    monkeypatch.setattr(select, "RACE_MIN_MS", 0.0)
+    real_open = select.open_backend
+
+    def open_backend(kind: str, *args: object) -> object:
+        engine = real_open(kind, *args)
+        if kind == "openvino":
+
+            def fail(feeds: dict) -> dict:
+                raise LeedError("openvino: cannot run edit (simulated)")
+
+            engine.infer = fail
+        return engine
+
+    monkeypatch.setattr(select, "open_backend", open_backend)
+    timings = select.time_kinds(("onnxruntime-cpu", "openvino"), folder, manifest, "edit", "auto")
+    assert isinstance(timings["onnxruntime-cpu"], float) and timings["onnxruntime-cpu"] > 0
+    assert timings["openvino"] == "openvino: cannot run edit (simulated)"
+
+
 # ---------------------------------------------------------------------------------------------
 # leed-bench infer: openvino beside onnxruntime-cpu in one run
 
