@@ -9,6 +9,7 @@ Every step has three phases, each updating only its own networks:
      E, I   <- L_adv (Eq. 13)                                    critic frozen
      D      <- L_D (Eq. 14); E <- lambda_recon L_recon (Eq. 15)  one decoder pass, the code's
                                                                  gradient scaled by lambda_recon
+     D      <- L_warp (--warp, not in the paper)                 codes computed without gradient
      E      <- lambda_S L_S (Eq. 9-11, 16)                       X, I, D, S frozen in that path
 2. critic (Eq. 12): WGAN-GP between this step's real codes E(I_A), E(R_B) and interpolated
    codes I(C_IN, a*dexp), detached, `n_critic` updates (WGAN-GP's 5 by default).
@@ -283,8 +284,10 @@ def leed_step(
         dexp_ia = X(c_ia.detach(), c_in.detach()).detach()
         l_idt = losses.identity_loss(I(c_in.detach(), dexp_ia).float(), c_ia.detach().float())
         if cfg.net.warp:  # L_warp: I_N moved by the flow of its own expression code, against I_A
-            own = X(c_ia.detach(), c_in.detach())
-            moved_by = face_motion(D.flow(I(c_in.detach(), own)), D.flow(I(c_in.detach(), own * 0.0)), ia_n).float()
+            with torch.no_grad():  # D's alone: through X and I it moved the codes off the critic's "real" (diverged)
+                own = X(c_ia, c_in)
+                target, source = I(c_in, own), I(c_in, own * 0.0)
+            moved_by = face_motion(D.flow(target), D.flow(source), ia_n).float()
             l_warp = losses.warp_loss(phi, warp(ia_n, moved_by).float(), ia.float(), moved_by, cfg.warp_smooth)
             total_loss = total_loss + cfg.lambda_warp * l_warp
             stats["L_warp"] = l_warp.detach()
