@@ -21,6 +21,7 @@ RESIDUAL_BASES = ("neutral", "input")  # whose detail the residual edit puts bac
 RESIDUAL_GATE = {"min": 0, "max": 2}  # --residual-gate's range: 0 (off) .. 2, in [-1, 1] image units
 DEFAULT_RESIDUAL_GATE = 0.1  # leed-export's --residual-gate default
 WARP_PAINT = {"min": 0, "max": 2}  # --warp-paint's range
+FOLD_LIMIT = 0.7  # the most a warp's displacement may change per unit of distance (1 would fold)
 DEFAULT_WARP_PAINT = 1.0
 
 
@@ -74,11 +75,20 @@ def face_motion(flow: Tensor, flow0: Tensor, like: Tensor) -> Tensor:
     crop like `like`) with its mean over the face removed, so features move within the face,
     nothing outside it moves and the face as a whole never shifts (photos of one person never
     line up exactly, so a whole-face shift is what a flow learnt from them would otherwise carry
-    over from a reference)."""
+    over from a reference), scaled down as a whole where it would fold the face (FOLD_LIMIT)."""
     region = nn.functional.interpolate(face_region(like), size=flow.shape[-2:], mode="area")
     moved = flow - flow0
     centre = (moved * region).sum(dim=(2, 3), keepdim=True) / region.sum()
-    return (moved - centre) * region
+    moved = (moved - centre) * region
+    # never fold the face: where neighbouring displacements differ by more than FOLD_LIMIT of the
+    # distance between them the warp would squeeze features over each other (swirls, seen on
+    # real video); the whole move is scaled down until none does (per face, in grid units)
+    height, width = moved.shape[-2:]
+    steep = torch.maximum(
+        (moved[..., :, 1:] - moved[..., :, :-1]).abs().amax(dim=(1, 2, 3)) * (width / 2),
+        (moved[..., 1:, :] - moved[..., :-1, :]).abs().amax(dim=(1, 2, 3)) * (height / 2),
+    )
+    return moved * torch.clamp(FOLD_LIMIT / (steep + 1e-6), max=1.0)[:, None, None, None]
 
 
 def warp(image: Tensor, flow: Tensor) -> Tensor:

@@ -13,7 +13,7 @@ from scipy.ndimage import uniform_filter
 
 from leed_runtime.face.paste import feather_mask
 from leed_train.config import NetConfig
-from leed_train.model import EditStyle, Leed, warp
+from leed_train.model import FOLD_LIMIT, EditStyle, Leed, face_motion, warp
 from leed_train.networks import build_leed_networks
 from leed_train.stargan import Generator, Neutralizer
 from leed_train.trained import load_trained
@@ -132,8 +132,8 @@ class _Add(torch.nn.Module):
 def test_warp_edit_formula() -> None:
     """--warp-edit on stand-ins (E: 4x4 average, I: c + d, D: the code upsampled, its flow 0.1 x
     the code): base moved by d = m (f - mean of f over m), f = flow(I(c, dexp)) - flow(I(c, 0)), plus
-    paint m (E1 - warp(E0, d)), m the template's face region; alpha 0 gives the base exactly;
-    paint 0 is the pure warp; outside the face nothing moves."""
+    paint m (E1 - warp(E0, d)), m the template's face region, d scaled down where it would fold the
+    face; alpha 0 gives the base exactly; paint 0 is the pure warp; outside the face nothing moves."""
     encode = torch.nn.AvgPool2d(4)
     model = Leed(torch.nn.Identity(), encode, None, _Add(), _FlowDecoder())
     gen = torch.Generator().manual_seed(0)
@@ -144,6 +144,10 @@ def test_warp_edit_formula() -> None:
     region = torch.nn.functional.avg_pool2d(m, 4)
     d = 0.1 * dexp[:, :2]
     d = (d - (d * region).sum((2, 3), keepdim=True) / region.sum()) * region
+    steep = torch.maximum(
+        (d[..., 1:] - d[..., :-1]).abs().amax((1, 2, 3)), (d[..., 1:, :] - d[..., :-1, :]).abs().amax((1, 2, 3))
+    )
+    d = d * torch.clamp(FOLD_LIMIT / (16 * steep + 1e-6), max=1.0)[:, None, None, None]  # 16: half of 32 cells
     for paint in (0.0, 0.7):
         style = EditStyle(warp=True, paint=paint, base="input")
         start = torch.nn.functional.interpolate(code, scale_factor=4, mode="nearest")
@@ -155,6 +159,24 @@ def test_warp_edit_formula() -> None:
     assert (moved - face).abs().max() > 0.1
     outside = torch.nn.functional.max_pool2d(m, 17, 1, 8) == 0  # far from the face region
     torch.testing.assert_close(moved * outside, face * outside, rtol=0, atol=1e-5)
+
+
+def test_face_motion_never_folds_the_face() -> None:
+    """A move whose neighbouring displacements differ by more than FOLD_LIMIT per unit of distance
+    (grid units: 2 / cells) is scaled down as a whole until none does; a gentle one is kept as it is."""
+    like = torch.zeros(3, 3, 128, 128)
+    gen = torch.Generator().manual_seed(0)
+    for scale in (0.001, 0.3):
+        moved = face_motion(scale * torch.randn(3, 2, 32, 32, generator=gen), torch.zeros(3, 2, 32, 32), like)
+        step_x = (moved[..., 1:] - moved[..., :-1]).abs().amax((1, 2, 3)) * 16
+        step_y = (moved[..., 1:, :] - moved[..., :-1, :]).abs().amax((1, 2, 3)) * 16
+        assert (torch.maximum(step_x, step_y) <= FOLD_LIMIT + 1e-5).all()
+        if scale == 0.3:
+            torch.testing.assert_close(torch.maximum(step_x, step_y), torch.full((3,), FOLD_LIMIT), atol=1e-4, rtol=0)
+    small = 0.001 * torch.randn(1, 2, 32, 32, generator=gen)
+    region = torch.nn.functional.avg_pool2d(torch.from_numpy(feather_mask(128))[None, None], 4)
+    want = (small - (small * region).sum((2, 3), keepdim=True) / region.sum()) * region
+    torch.testing.assert_close(face_motion(small, torch.zeros_like(small), like[:1]), want)
 
 
 def test_decoder_flow_head_only_with_warp() -> None:
