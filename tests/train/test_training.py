@@ -285,6 +285,10 @@ def test_a_run_with_an_old_config_resumes(synth_faces: Path, tmp_path: Path) -> 
         "gan_iters": 4,
         "gan_lambda_keep": 0.0,  # added since, at the default that keeps the old run as it was
         "minutes": 0.0,  # added since: off
+        "init": "",  # added since: none
+        "lambda_warp": 1.0,  # added since: used only with net.warp, which is off
+        "warp_smooth": 0.1,
+        "net": {**old["net"], "warp": False},  # added since: off
         "resume": True,
     }
 
