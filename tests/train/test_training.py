@@ -144,27 +144,13 @@ def test_leed_stage_reconstruction_loss_falls(
     assert cfg["gan_iters"] == 6  # stage 1's options survive stage 2's config.json (default: 200000)
 
 
-def test_warp_stage_learns_to_move_the_neutral_face(stage1_run: Path, synth_faces: Path, tmp_path: Path) -> None:
+def test_warp_with_init_trains_a_fresh_flow_head(stage1_run: Path, synth_faces: Path, tmp_path: Path) -> None:
     """--warp --init: stage 2 starts from another run's weights, the flow head fresh (its last conv
     at zero), and L_warp (the neutral face moved by its own expression's flow against the
     expressive face) trains the head. Whether it learns is measured on real faces (model card)."""
     first = tmp_path / "first"
     shutil.copytree(stage1_run, first)
-    _train(
-        [
-            str(synth_faces),
-            "--out",
-            str(first),
-            "--stage",
-            "leed",
-            "--batch-size",
-            "4",
-            "--max-steps",
-            "2",
-            "--no-q",
-            *TINY,
-        ]
-    )
+    _train([str(synth_faces), "--out", str(first), "--stage", "leed", "--batch-size", "4", "--max-steps", "2", "--no-q", *TINY])  # fmt: skip
     run = tmp_path / "warp"
     shutil.copytree(stage1_run, run)
     _train([
