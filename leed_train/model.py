@@ -10,6 +10,7 @@ callers wrap inference in `torch.no_grad()`.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -65,8 +66,13 @@ def identity_grid(height: int, width: int, like: Tensor) -> Tensor:
 def face_region(like: Tensor) -> Tensor:
     """The aligned crop's face region (brows to chin, feathered; the runtime's paste mask of the
     template's landmarks) as a (1,1,H,W) tensor like `like` (a constant in an exported graph)."""
-    mask = feather_mask(like.shape[-1])
-    return torch.from_numpy(mask).to(like.device, like.dtype)[None, None]
+    return _region(like.shape[-1]).to(like.device, like.dtype)[None, None]
+
+
+@functools.cache
+def _region(size: int) -> Tensor:
+    """`feather_mask(size)` as a tensor, drawn once per size (every training step and edit reads it)."""
+    return torch.from_numpy(feather_mask(size))
 
 
 def face_motion(flow: Tensor, flow0: Tensor, like: Tensor) -> Tensor:

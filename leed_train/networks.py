@@ -107,7 +107,7 @@ class Decoder(nn.Module):
         # so the checkpoint keys stay `main.N`)
         self._tap = [i for i, m in enumerate(layers) if isinstance(m, nn.Upsample)][2]
         self.flow_head: nn.Sequential | None = None
-        if getattr(net, "warp", False):
+        if net.warp:
             c32 = net.ch(128)
             self.flow_head = nn.Sequential(_conv3x3(c32, c32), nn.ReLU(), _conv3x3(c32, 2))
             init_weights(self.flow_head, 0.0)

@@ -83,7 +83,7 @@ def tiny_run(synth_faces: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
 
 
 @pytest.fixture(scope="session")
-def tiny_warp_run(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny_warp_run(tiny_run: Path, synth_faces: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """`tiny_run`'s neutralizer with a stage 2 trained as the shipped model's is: `--warp` (the
     decoder's flow head, L_warp) from `tiny_run`'s stage-2 weights (`--init`)."""
     import shutil
@@ -91,17 +91,10 @@ def tiny_warp_run(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     out = tmp_path_factory.mktemp("runs") / "tiny-warp"
     shutil.copytree(tiny_run, out, ignore=shutil.ignore_patterns("leed-*", "tensorboard", "samples"))
     train_cli([
-        str(synth_faces_of(tiny_run)), "--out", str(out), "--stage", "leed", "--max-steps", "4", "--no-q",
+        str(synth_faces), "--out", str(out), "--stage", "leed", "--max-steps", "4", "--no-q",
         "--batch-size", "4", "--warp", "--init", str(tiny_run), *TINY,
     ])  # fmt: skip
     return out
-
-
-def synth_faces_of(run: Path) -> Path:
-    """The data folder a run was trained on (its config.json)."""
-    import json
-
-    return Path(json.loads((run / "config.json").read_text())["data_dir"])
 
 
 @pytest.fixture(scope="session")
