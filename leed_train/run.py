@@ -305,7 +305,16 @@ def init_stage(run: Run, stage: str, modules: dict) -> None:
         raise LeedError(f"--init {run.cfg.init}: no {stage} checkpoint there; give a run folder that trained it")
     fresh = load_shared_weights(path, modules, map_location=run.device)
     if run.main:
-        print(f"leed-train: {stage} starts from {path}" + (f"; new: {', '.join(fresh)}" if fresh else ""))
+        print(f"leed-train: {stage} starts from {path}" + (f"; new: {layer_counts(fresh)}" if fresh else ""))
+
+
+def layer_counts(names: list[str]) -> str:
+    """Tensor names summed up by their first two name parts, in order: "E.trunk (312 tensors), D.flow_head (4 tensors)"."""
+    counts: dict[str, int] = {}
+    for name in names:
+        prefix = ".".join(name.split(".")[:2])
+        counts[prefix] = counts.get(prefix, 0) + 1
+    return ", ".join(f"{k} ({n} tensor{'s' if n > 1 else ''})" for k, n in counts.items())
 
 
 def checkpoint(run: Run, stage: str, step: int, modules: dict, optimizers: dict, extra: dict | None = None) -> None:

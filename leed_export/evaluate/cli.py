@@ -91,6 +91,12 @@ def choose_protocol(protocol: str, data_dir: str) -> str:
     show_default=True,
     help="With --residual-edit: as leed-export --residual-gate.",
 )
+@click.option(
+    "--own-reference",
+    is_flag=True,
+    help="Real protocol: also edit every input with the person's own photo of the target as reference (a row per "
+    "model): what the model does when no other face's expression has to be carried over.",
+)
 @click.option("--device", default="cpu", show_default=True, help="cpu | cuda | auto (PyTorch runs).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.pass_context
@@ -107,6 +113,7 @@ def eval_main(
 ) -> None:
     """Measure how MODEL_DIR edits expressions of held-out people (exact: SSIM/PSNR, expression
     accuracy, FD-expr, identity; real: fer's expression, dlib's identity, detail, geometry)."""
+    own_reference = bool(opts.pop("own_reference"))  # the real protocol's alone
     # every option is checked (types, ranges, finite numbers) before any work, for both protocols
     cfg = EvalConfig(model_dir=model_dir, data_dir=data_dir, out=out, baselines=tuple(baselines), **opts)  # type: ignore[arg-type]
     check_report_folder(Path(out), Path(data_dir))
@@ -114,11 +121,12 @@ def eval_main(
     given = [f"--{name.replace('_', '-')}" for name in EXACT_ONLY if _given(ctx, name)]
     if protocol == "real" and given:
         raise LeedError(f"{', '.join(given)}: options of the exact protocol; the real protocol takes --compare")
-    if protocol == "exact" and compare:
-        raise LeedError("--compare is for the real protocol (--protocol real); the exact protocol takes --baselines")
+    if protocol == "exact" and (compare or own_reference):
+        given = "--compare" if compare else "--own-reference"
+        raise LeedError(f"{given} is for the real protocol (--protocol real); the exact protocol takes --baselines")
     if protocol == "real":
         with _whole_or_nothing(Path(out)):
-            _real(model_dir, data_dir, out, compare, opts)
+            _real(model_dir, data_dir, out, compare, {**opts, "own_reference": own_reference})
         return
     with _whole_or_nothing(Path(out)):
         result = run_eval(cfg)
@@ -183,7 +191,7 @@ def _given(ctx: click.Context, name: str) -> bool:
 
 
 def _real(model_dir: str, data_dir: str, out: str, compare: tuple[str, ...], opts: dict) -> None:
-    kept = {k: opts[k] for k in ("alpha", "seed", "device", "residual_edit", "residual_gate")}
+    kept = {k: opts[k] for k in ("alpha", "seed", "device", "residual_edit", "residual_gate", "own_reference")}
     cfg = RealEvalConfig(model_dirs=[model_dir, *compare], data_dir=data_dir, out=out, **kept)  # type: ignore[arg-type]
     result = run_real_eval(cfg)
     label, row = next(iter(result["rows"].items()))

@@ -64,6 +64,7 @@ class RealEvalConfig:
     device: str = "cpu"  # cpu | cuda | auto (training runs)
     residual_edit: bool = False  # training runs' edit as `leed-export --residual-edit` builds it
     residual_gate: float = DEFAULT_GATE
+    own_reference: bool = False  # also each model with the person's own photo of b as reference
     notes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -148,9 +149,10 @@ def measure(
     truth_geometry: list[np.ndarray],
     scale: np.ndarray,
 ) -> dict[str, float]:
-    """The four measures over a set of edits (uint8 crops, aligned with `inputs`)."""
+    """The four measures over a set of edits (uint8 crops, aligned with `inputs`), and the
+    expression and toward rates per target expression (`by_target`)."""
     called = judges.expression(edited)
-    expression = float(np.mean([c == t for c, t in zip(called, targets, strict=True)]))
+    hit = np.array([c == t for c, t in zip(called, targets, strict=True)])
     dist = np.array([judges.faces.same_person(e, i) for e, i in zip(edited, inputs, strict=True)])
     detail = np.array([laplacian_ratio(e, i) for e, i in zip(edited, inputs, strict=True)])
     toward = []
@@ -158,13 +160,19 @@ def measure(
         d_edit = np.linalg.norm((judges.geometry(e) - truth) / scale)
         d_input = np.linalg.norm((judges.geometry(i) - truth) / scale)
         toward.append(d_edit < d_input)
+    toward = np.array(toward)
+    by_target = {}
+    for b in sorted(set(targets)):
+        mask = np.array([t == b for t in targets])
+        by_target[b] = {"expression": float(100 * hit[mask].mean()), "toward": float(100 * toward[mask].mean())}
     return {
-        "expression": 100 * expression,
+        "expression": float(100 * hit.mean()),
         **{f"same_person_{t:g}": float(100 * np.mean(dist < t)) for t in ID_THRESHOLDS},
         "id_distance": float(np.mean(dist)),
         "detail": float(np.median(detail)),
-        "toward": float(100 * np.mean(toward)),
+        "toward": float(100 * toward.mean()),
         "edits": len(edited),
+        "by_target": by_target,
     }
 
 
@@ -189,6 +197,13 @@ def run_real_eval(cfg: RealEvalConfig) -> dict:
     ) + 1e-6  # fmt: skip
     truth_geo = [np.mean([geo[j] for j in t], axis=0) for t in pairs.truths]
     inputs = crops[pairs.face]
+    # each person's own photos of b, one per pair, and the mean geometry of the others: the
+    # ceiling row, and the reference of the own-reference rows
+    own = np.array([t[k % len(t)] for k, t in enumerate(pairs.truths)])
+    loo = [
+        np.mean([geo[j] for j in t if j != o], axis=0) if len(t) > 1 else geo[o]
+        for o, t in zip(own, pairs.truths, strict=True)
+    ]
     rows: dict[str, dict] = {}
     edited_by: dict[str, np.ndarray] = {}
     for model_dir in cfg.model_dirs:
@@ -196,19 +211,17 @@ def run_real_eval(cfg: RealEvalConfig) -> dict:
         editor = editors[0]
         try:
             edited = to_uint8(run_edits(editor, crops, pairs.face, pairs.ref, cfg.alpha))
+            if cfg.own_reference:
+                edited_own = to_uint8(run_edits(editor, crops, pairs.face, own, cfg.alpha))
         finally:
             for e in editors:
                 e.close()
         label = f"{Path(model_dir).name}: {editor.label}"
         rows[label] = measure(judges, edited, inputs, pairs.target, truth_geo, spread)
         edited_by[label] = edited
+        if cfg.own_reference:
+            rows[f"{label}, own photo as reference"] = measure(judges, edited_own, inputs, pairs.target, loo, spread)
     rows["no edit (the input)"] = measure(judges, inputs, inputs, pairs.target, truth_geo, spread)
-    # ceiling: each person's own photos of b, one per pair, against the mean of the others
-    own = [t[k % len(t)] for k, t in enumerate(pairs.truths)]
-    loo = [
-        np.mean([geo[j] for j in t if j != o], axis=0) if len(t) > 1 else geo[o]
-        for o, t in zip(own, pairs.truths, strict=True)
-    ]
     rows["ground truth (own photo of b)"] = measure(judges, crops[own], inputs, pairs.target, loo, spread)
     fer_on_truth = rows["ground truth (own photo of b)"]["expression"]
     for row in rows.values():

@@ -107,5 +107,27 @@ def render_real_report(result: dict) -> str:
         "to the person's own photos of the target than the input's is (the ground-truth row: one own photo "
         "against the others).",
         "",
+        *_by_target_table(result["rows"]),
     ]
     return "\n".join(lines)
+
+
+def _by_target_table(rows: dict[str, dict]) -> list[str]:
+    """The real report's second table: toward % / expression % of every row per target expression."""
+    targets = sorted({b for r in rows.values() for b in r.get("by_target", {})})
+    if not targets:
+        return []
+    lines = [
+        "By target expression: toward % / expression (fer) %.",
+        "",
+        "| row | " + " | ".join(targets) + " |",
+        "| --- |" + " --- |" * len(targets),
+    ]
+    for name, r in rows.items():
+        if name.startswith("no edit"):
+            continue  # toward is 0 by definition
+        cells = [r["by_target"].get(b) for b in targets]
+        lines.append(
+            f"| {name} | " + " | ".join(f"{c['toward']:.0f} / {c['expression']:.0f}" if c else "" for c in cells) + " |"
+        )
+    return [*lines, ""]

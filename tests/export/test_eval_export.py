@@ -23,6 +23,7 @@ from leed_export.evaluate.cli import choose_protocol, eval_main
 from leed_export.evaluate.config import EvalConfig
 from leed_export.evaluate.data import as_tensor, load_data
 from leed_export.evaluate.editors import open_model, run_edits
+from leed_export.evaluate.report import render_real_report
 from leed_export.export import ExportConfig, run_export
 from leed_export.face_measures import model_paths
 from leed_export.parity import FP32, compare
@@ -98,9 +99,9 @@ def test_protocol_auto_is_real_for_faces_tw(synth_faces: Path, tmp_path: Path, m
 
     monkeypatch.setattr("leed_export.evaluate.cli.run_real_eval", fake)
     args = ["run", str(folder), "--out", str(tmp_path / "r"), "--compare", "other", "--alpha", "0.5"]
-    result = CliRunner().invoke(eval_main, args, catch_exceptions=False)
+    result = CliRunner().invoke(eval_main, [*args, "--own-reference"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    assert seen["cfg"].model_dirs == ["run", "other"] and seen["cfg"].alpha == 0.5
+    assert seen["cfg"].model_dirs == ["run", "other"] and seen["cfg"].alpha == 0.5 and seen["cfg"].own_reference
     assert result.output.count("\n") == 1 and result.output.startswith("leed-eval (real): 4 edits of 2 held-out people")
     assert "report in" in result.output
 
@@ -112,6 +113,49 @@ def test_options_of_the_other_protocol_are_refused(synth_faces: Path, tmp_path: 
     assert result.exit_code == 2 and result.output.count("\n") == 1 and "--faces" in result.output
     result = runner.invoke(eval_main, ["run", str(synth_faces), "--out", str(tmp_path / "r"), "--compare", "x"])
     assert result.exit_code == 2 and result.output.count("\n") == 1 and "--compare" in result.output
+    result = runner.invoke(eval_main, ["run", str(synth_faces), "--out", str(tmp_path / "r"), "--own-reference"])
+    assert result.exit_code == 2 and result.output.count("\n") == 1 and "--own-reference" in result.output
+
+
+class _StubJudges:
+    """Judges with known answers: fer calls every edit "happy"; identity distance 0.1; the
+    geometry of a crop is its mean value, so an edit is closer to a truth when nearer in value."""
+
+    class faces:  # noqa: N801 - stands in for the FaceMeasures attribute
+        @staticmethod
+        def same_person(a: np.ndarray, b: np.ndarray) -> float:
+            return 0.1
+
+    def expression(self, crops: np.ndarray) -> list[str]:
+        return ["happy"] * len(crops)
+
+    def geometry(self, crop: np.ndarray) -> np.ndarray:
+        return np.array([crop.mean()])
+
+
+def test_measure_breaks_expression_and_toward_down_by_target() -> None:
+    rng = np.random.default_rng(0)
+    inputs = rng.integers(95, 106, size=(4, 8, 8, 3), dtype=np.uint8)  # mean ~100, some detail
+    edited = inputs.copy()
+    edited[0] += 10  # toward a truth at 120: yes
+    edited[1] -= 10  # away from it: no
+    edited[2:] += rng.integers(0, 3, size=(2, 8, 8, 3), dtype=np.uint8)  # sad: both toward 150
+    targets = ["happy", "happy", "sad", "sad"]
+    truth = [np.array([120.0]), np.array([120.0]), np.array([150.0]), np.array([150.0])]
+    got = real.measure(_StubJudges(), edited, inputs, targets, truth, np.ones(1))
+    assert got["by_target"] == {
+        "happy": {"expression": 100.0, "toward": 50.0},
+        "sad": {"expression": 0.0, "toward": 100.0},
+    }
+    assert got["expression"] == 50.0 and got["toward"] == 75.0 and got["edits"] == 4
+    table = render_real_report(
+        {
+            "data": {"pairs": 4, "heldout_people": ["01"]},
+            "config": {"alpha": 1.0},
+            "rows": {"m": {**got, "expression_of_ceiling": 1.0, "same_person_0.45": 1.0}},
+        }
+    )
+    assert "| row | happy | sad |" in table and "| m | 50 / 100 | 100 / 0 |" in table
 
 
 def test_missing_dlib_is_one_line(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
@@ -150,14 +194,15 @@ def test_real_protocol_end_to_end(tiny_export: Path, tiny_run: Path, tmp_path: P
     doc["source"]["heldout_subjects"] = ["01", "02"]
     (export / FILENAME).write_text(json.dumps(doc, indent=2))
     folder, out = _faces_tw(tmp_path / "faces-tw"), tmp_path / "report"
-    args = [str(export), str(folder), "--out", str(out), "--compare", str(tiny_run)]
+    args = [str(export), str(folder), "--out", str(out), "--compare", str(tiny_run), "--own-reference"]
     result = CliRunner().invoke(eval_main, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert "leed-eval (real): 4 edits of 2 held-out people; export: LEED (ONNX)" in result.output
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["protocol"] == "real" and metrics["data"]["heldout_people"] == ["01", "02"]
-    rows = ["export: LEED (ONNX)", f"{tiny_run.name}: LEED", "no edit (the input)", "ground truth (own photo of b)"]
-    assert list(metrics["rows"]) == rows
+    own = ", own photo as reference"
+    rows = ["export: LEED (ONNX)", f"export: LEED (ONNX){own}", f"{tiny_run.name}: LEED", f"{tiny_run.name}: LEED{own}"]
+    assert list(metrics["rows"]) == [*rows, "no edit (the input)", "ground truth (own photo of b)"]
     for name, row in metrics["rows"].items():
         assert row["edits"] == 4 and 0 <= row["expression"] <= 100 and row["id_distance"] >= 0, name
     assert metrics["rows"]["no edit (the input)"]["id_distance"] == pytest.approx(0.0, abs=1e-6)

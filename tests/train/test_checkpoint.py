@@ -27,6 +27,7 @@ from leed_train.checkpoint import (
     load_weights,
     save_checkpoint,
 )
+from leed_train.run import layer_counts
 
 
 class Net(nn.Module):
@@ -188,6 +189,7 @@ def test_init_copies_the_shared_layers_and_names_the_new(tmp_path: Path) -> None
     extra = grown.extra.weight.detach().clone()
     fresh = load_shared_weights(path, {"E": grown})
     assert fresh == ["E.extra.weight", "E.extra.bias"]
+    assert layer_counts([*fresh, "D.flow_head.2.weight"]) == "E.extra (2 tensors), D.flow_head (1 tensor)"
     for key, value in net.state_dict().items():
         torch.testing.assert_close(grown.state_dict()[key], value, rtol=0, atol=0)
     torch.testing.assert_close(grown.extra.weight, extra, rtol=0, atol=0)
