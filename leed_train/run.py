@@ -14,6 +14,7 @@ import math
 import os
 import random
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -310,10 +311,7 @@ def init_stage(run: Run, stage: str, modules: dict) -> None:
 
 def layer_counts(names: list[str]) -> str:
     """Tensor names summed up by their first two name parts, in order: "E.trunk (312 tensors), D.flow_head (4 tensors)"."""
-    counts: dict[str, int] = {}
-    for name in names:
-        prefix = ".".join(name.split(".")[:2])
-        counts[prefix] = counts.get(prefix, 0) + 1
+    counts = Counter(".".join(name.split(".")[:2]) for name in names)
     return ", ".join(f"{k} ({n} tensor{'s' if n > 1 else ''})" for k, n in counts.items())
 
 

@@ -109,11 +109,11 @@ def eval_main(
     protocol: str,
     baselines: tuple[str, ...],
     compare: tuple[str, ...],
+    own_reference: bool,
     **opts: object,
 ) -> None:
     """Measure how MODEL_DIR edits expressions of held-out people (exact: SSIM/PSNR, expression
     accuracy, FD-expr, identity; real: fer's expression, dlib's identity, detail, geometry)."""
-    own_reference = bool(opts.pop("own_reference"))  # the real protocol's alone
     # every option is checked (types, ranges, finite numbers) before any work, for both protocols
     cfg = EvalConfig(model_dir=model_dir, data_dir=data_dir, out=out, baselines=tuple(baselines), **opts)  # type: ignore[arg-type]
     check_report_folder(Path(out), Path(data_dir))
@@ -122,11 +122,11 @@ def eval_main(
     if protocol == "real" and given:
         raise LeedError(f"{', '.join(given)}: options of the exact protocol; the real protocol takes --compare")
     if protocol == "exact" and (compare or own_reference):
-        given = "--compare" if compare else "--own-reference"
-        raise LeedError(f"{given} is for the real protocol (--protocol real); the exact protocol takes --baselines")
+        real_only = "--compare" if compare else "--own-reference"
+        raise LeedError(f"{real_only} is for the real protocol (--protocol real); the exact protocol takes --baselines")
     if protocol == "real":
         with _whole_or_nothing(Path(out)):
-            _real(model_dir, data_dir, out, compare, {**opts, "own_reference": own_reference})
+            _real(model_dir, data_dir, out, compare, own_reference, opts)
         return
     with _whole_or_nothing(Path(out)):
         result = run_eval(cfg)
@@ -190,9 +190,11 @@ def _given(ctx: click.Context, name: str) -> bool:
     return ctx.get_parameter_source(name) not in (None, ParameterSource.DEFAULT)
 
 
-def _real(model_dir: str, data_dir: str, out: str, compare: tuple[str, ...], opts: dict) -> None:
-    kept = {k: opts[k] for k in ("alpha", "seed", "device", "residual_edit", "residual_gate", "own_reference")}
-    cfg = RealEvalConfig(model_dirs=[model_dir, *compare], data_dir=data_dir, out=out, **kept)  # type: ignore[arg-type]
+def _real(model_dir: str, data_dir: str, out: str, compare: tuple[str, ...], own_reference: bool, opts: dict) -> None:
+    kept = {k: opts[k] for k in ("alpha", "seed", "device", "residual_edit", "residual_gate")}
+    cfg = RealEvalConfig(
+        model_dirs=[model_dir, *compare], data_dir=data_dir, out=out, own_reference=own_reference, **kept
+    )  # type: ignore[arg-type]
     result = run_real_eval(cfg)
     label, row = next(iter(result["rows"].items()))
     alpha = "" if cfg.alpha == 1 else f" at alpha {cfg.alpha:g}"

@@ -25,6 +25,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -148,7 +149,7 @@ def measure(
     targets: list[str],
     truth_geometry: list[np.ndarray],
     scale: np.ndarray,
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """The four measures over a set of edits (uint8 crops, aligned with `inputs`), and the
     expression and toward rates per target expression (`by_target`)."""
     called = judges.expression(edited)

@@ -114,9 +114,7 @@ def render_real_report(result: dict) -> str:
 
 def _by_target_table(rows: dict[str, dict]) -> list[str]:
     """The real report's second table: toward % / expression % of every row per target expression."""
-    targets = sorted({b for r in rows.values() for b in r.get("by_target", {})})
-    if not targets:
-        return []
+    targets = sorted({b for r in rows.values() for b in r["by_target"]})
     lines = [
         "By target expression: toward % / expression (fer) %.",
         "",
@@ -124,8 +122,6 @@ def _by_target_table(rows: dict[str, dict]) -> list[str]:
         "| --- |" + " --- |" * len(targets),
     ]
     for name, r in rows.items():
-        if name.startswith("no edit"):
-            continue  # toward is 0 by definition
         cells = [r["by_target"].get(b) for b in targets]
         lines.append(
             f"| {name} | " + " | ".join(f"{c['toward']:.0f} / {c['expression']:.0f}" if c else "" for c in cells) + " |"
