@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from leed_runtime.atomic import atomic_path
 from leed_runtime.errors import LeedError
-from leed_runtime.face.align import alignment_matrix
+from leed_runtime.face.align import alignment_matrix, similarity_transform
 from leed_train import losses
 from leed_train.checkpoint import unwrap
 from leed_train.data.datasets import FaceCrops
@@ -69,22 +69,29 @@ def _labels(run: Run) -> torch.Tensor:
     return torch.tensor([EXPRESSIONS.index(n) for n in names])
 
 
+HEAD_POINTS = [0, 1, 2]  # the five landmarks' eyes and nose tip: where the head is (an expression barely moves them)
+
+
 def neutral_targets(samples: list, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For `--gan-pair-l1`: each crop's own neutral face, (N,H,W,3) uint8, and a bool mask of
-    the crops that have one.
+    """For `--gan-pair-l1`, `--neutrals photos` and L_warp: each crop's own neutral face, (N,H,W,3)
+    uint8, and a bool mask of the crops that have one.
 
     The partner is the neutral image of the same subject, angle and gaze. Crops are aligned
-    on five landmarks that move with the expression (mouth corners), so the partner's crop is
-    re-warped into this crop's frame: image -> crop matrices M_i, M_p give crop_p -> crop_i
-    = M_i M_p^-1. Neutral crops are their own target (G must leave them alone).
+    on five landmarks that move with the expression (mouth corners), and the head itself moves
+    between two photos (faces-tw's people lean in and tilt their heads when surprised), so the
+    partner's crop is re-warped into this crop's frame through the similarity that puts the
+    partner's eyes and nose tip (`HEAD_POINTS`) on this photo's: image -> crop matrices M_i, M_p
+    and that similarity H give crop_p -> crop_i = M_i H M_p^-1. What is left between the two is
+    the expression (brows, lids, mouth, jaw), not where the head was. Neutral crops are their own
+    target (G must leave them alone).
     """
     size = crops.shape[1]
     key = {(s.subject, s.angle, s.gaze): i for i, s in enumerate(samples) if s.neutral}
     targets = np.zeros_like(crops)
     has = np.zeros(len(samples), dtype=bool)
 
-    def affine(s: object) -> np.ndarray:
-        return np.vstack([alignment_matrix(s.landmarks, size), [0.0, 0.0, 1.0]])
+    def affine(m: np.ndarray) -> np.ndarray:
+        return np.vstack([m, [0.0, 0.0, 1.0]])
 
     for i, s in enumerate(samples):
         p = key.get((s.subject, s.angle, s.gaze))
@@ -94,7 +101,10 @@ def neutral_targets(samples: list, crops: np.ndarray) -> tuple[np.ndarray, np.nd
         if p == i or s.landmarks is None or samples[p].landmarks is None:
             targets[i] = crops[p]
             continue
-        m = (affine(s) @ np.linalg.inv(affine(samples[p])))[:2]
+        partner = np.asarray(samples[p].landmarks, np.float64)
+        head = similarity_transform(partner[HEAD_POINTS], np.asarray(s.landmarks, np.float64)[HEAD_POINTS])
+        m = affine(alignment_matrix(s.landmarks, size)) @ affine(head)
+        m = (m @ np.linalg.inv(affine(alignment_matrix(partner, size))))[:2]
         targets[i] = cv2.warpAffine(
             np.ascontiguousarray(crops[p]), m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
         )
