@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 
 from leed_export.evaluate.config import DEFAULT_GATE, EvalConfig, check_residual
-from leed_export.evaluate.data import load_data
-from leed_export.evaluate.editors import open_model, run_edits
+from leed_export.evaluate.data import as_tensor, load_data
+from leed_export.evaluate.editors import Editor, open_model, run_edits
 from leed_export.evaluate.figures import tile_columns, to_uint8
 from leed_export.evaluate.report import render_real_report
 from leed_export.face_measures import GEOMETRY_NAMES, FaceMeasures, geometry, geometry_vector, laplacian_ratio
@@ -182,6 +182,32 @@ def measure(
     }
 
 
+def code_separation(codes: np.ndarray, expressions: list[str], people: list[str]) -> float:
+    """How well a model's reference codes tell the expressions apart: the % of photos whose code
+    (flattened, unit length) is nearest (cosine) to the mean code of its own expression over the
+    *other* people's photos, among the expressions' means; chance is 1 / the number of expressions.
+    A model whose codes do not tell surprise from anger cannot transfer which one a reference shows,
+    however well it moves a face."""
+    x = codes.reshape(len(codes), -1).astype(np.float64)
+    x /= np.linalg.norm(x, axis=1, keepdims=True) + 1e-12
+    y, who = np.asarray(expressions), np.asarray(people)
+    right = 0
+    for person in sorted(set(people)):
+        mine, others = who == person, who != person
+        classes = sorted(set(y[others]))  # a photo whose expression no one else shows counts as missed
+        if classes:
+            means = np.stack([x[others & (y == c)].mean(0) for c in classes])
+            right += int((np.asarray(classes)[np.argmax(x[mine] @ means.T, axis=1)] == y[mine]).sum())
+    return 100.0 * right / len(x)
+
+
+def _code_separation(editor: Editor, crops: np.ndarray, pool: list, n_held: int) -> float:
+    """`code_separation` of the model's reference codes of every held-out expressive photo."""
+    idx = [i for i in range(n_held) if pool[i].expression in TARGETS]
+    codes = editor.reference_codes(as_tensor(np.ascontiguousarray(crops[idx]))).numpy()
+    return code_separation(codes, [pool[i].expression for i in idx], [pool[i].subject for i in idx])
+
+
 def run_real_eval(cfg: RealEvalConfig) -> dict:
     """Measure every model of `cfg.model_dirs` on the same held-out pairs; write metrics.json,
     report.md and grid.jpg into `cfg.out`; return the metrics."""
@@ -219,11 +245,12 @@ def run_real_eval(cfg: RealEvalConfig) -> dict:
             edited = to_uint8(run_edits(editor, crops, pairs.face, pairs.ref, cfg.alpha))
             if cfg.own_reference:
                 edited_own = to_uint8(run_edits(editor, crops, pairs.face, own, cfg.alpha))
+            separation = _code_separation(editor, crops, pool, data.n_held)
         finally:
             for e in editors:
                 e.close()
         label = f"{Path(model_dir).name}: {editor.label}"
-        rows[label] = measure(judges, edited, inputs, pairs.target, truth_geo, spread)
+        rows[label] = {**measure(judges, edited, inputs, pairs.target, truth_geo, spread), "code_separation": separation}
         edited_by[label] = edited
         if cfg.own_reference:
             rows[f"{label}, own photo as reference"] = measure(judges, edited_own, inputs, pairs.target, loo, spread)

@@ -91,13 +91,15 @@ def render_real_report(result: dict) -> str:
         f"{d['pairs']} edits: every neutral photo of held-out people {', '.join(d['heldout_people'])} toward each "
         f"expression, references from the other held-out people (alpha {result['config']['alpha']:g}).",
         "",
-        "| row | expression (fer) % | of ceiling % | same person < 0.6 % | < 0.45 % | ID distance | detail | toward % |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| row | expression (fer) % | of ceiling % | same person < 0.6 % | < 0.45 % | ID distance | detail | toward % "
+        "| codes tell apart % |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, r in result["rows"].items():
+        codes = f"{r['code_separation']:.0f}" if "code_separation" in r else ""
         lines.append(
             f"| {name} | {r['expression']:.1f} | {r['expression_of_ceiling']:.0f} | {r['same_person_0.6']:.1f} | "
-            f"{r['same_person_0.45']:.1f} | {r['id_distance']:.3f} | {r['detail']:.2f} | {r['toward']:.1f} |"
+            f"{r['same_person_0.45']:.1f} | {r['id_distance']:.3f} | {r['detail']:.2f} | {r['toward']:.1f} | {codes} |"
         )
     lines += [
         "",
@@ -105,7 +107,9 @@ def render_real_report(result: dict) -> str:
         "on the people's own photos of it. same person: dlib descriptor distance to the input. detail: median "
         "Laplacian variance of the edited face over the input's. toward: the edit's landmark geometry is closer "
         "to the person's own photos of the target than the input's is (the ground-truth row: one own photo "
-        "against the others).",
+        "against the others). codes tell apart: the % of held-out expressive photos whose reference code is "
+        "nearest the mean code of their own expression over the other held-out people (chance: 1 in the "
+        "number of expressions).",
         "",
         *_by_target_table(result["rows"]),
         *_by_feature_table(result["rows"]),

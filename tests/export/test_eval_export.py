@@ -163,6 +163,25 @@ def test_measure_breaks_expression_and_toward_down_by_target() -> None:
     assert "| m | happy | 50 | 0 |" in table and "| m | sad | 100 | 0 |" in table
 
 
+def test_code_separation_is_nearest_mean_over_the_other_people() -> None:
+    """Codes that name the expression are told apart every time; one person whose codes name the
+    wrong expression (each one shifted) misses all of theirs and only theirs (three others outvote
+    them in every mean); codes that name the person and not the expression are at chance."""
+    targets = ["angry", "happy", "sad"]
+    people = [p for p in "abcd" for _ in targets]
+    expressions = targets * 4
+    onehot = np.eye(3)[[targets.index(e) for e in expressions]]
+    assert real.code_separation(onehot, expressions, people) == 100.0
+    shifted = onehot.copy()
+    shifted[9:] = np.roll(onehot[9:], 1, axis=1)  # person d
+    assert real.code_separation(shifted, expressions, people) == pytest.approx(100 * 9 / 12)
+    person = np.eye(4)[["abcd".index(p) for p in people]]
+    traced = np.concatenate([person, 1e-3 * onehot], axis=1)  # mostly who, a trace of the expression
+    assert real.code_separation(traced, expressions, people) == 100.0  # the trace decides
+    blind = np.concatenate([person, 0 * onehot], axis=1)
+    assert real.code_separation(blind, expressions, people) == pytest.approx(100 / 3)  # ties: the first mean
+
+
 def test_missing_dlib_is_one_line(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
     monkeypatch.setitem(sys.modules, "dlib", None)  # `import dlib` raises ImportError
     args = [str(tmp_path / "model"), str(tmp_path / "data"), "--out", str(tmp_path / "r"), "--protocol", "real"]
@@ -211,5 +230,6 @@ def test_real_protocol_end_to_end(tiny_export: Path, tiny_run: Path, tmp_path: P
     for name, row in metrics["rows"].items():
         assert row["edits"] == 4 and 0 <= row["expression"] <= 100 and row["id_distance"] >= 0, name
     assert metrics["rows"]["no edit (the input)"]["id_distance"] == pytest.approx(0.0, abs=1e-6)
+    assert all(0 <= metrics["rows"][r]["code_separation"] <= 100 for r in rows[::2])  # the models' own rows
     assert "| export: LEED (ONNX) |" in (out / "report.md").read_text()
     assert (out / "grid.jpg").read_bytes()[:2] == b"\xff\xd8"
