@@ -250,7 +250,10 @@ def run_real_eval(cfg: RealEvalConfig) -> dict:
             for e in editors:
                 e.close()
         label = f"{Path(model_dir).name}: {editor.label}"
-        rows[label] = {**measure(judges, edited, inputs, pairs.target, truth_geo, spread), "code_separation": separation}
+        rows[label] = {
+            **measure(judges, edited, inputs, pairs.target, truth_geo, spread),
+            "code_separation": separation,
+        }
         edited_by[label] = edited
         if cfg.own_reference:
             rows[f"{label}, own photo as reference"] = measure(judges, edited_own, inputs, pairs.target, loo, spread)
