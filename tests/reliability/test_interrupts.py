@@ -71,8 +71,11 @@ ROOT = Path(__file__).resolve().parents[2]
 VIDEO, REF = ROOT / "samples" / "real" / "talk.mp4", ROOT / "samples" / "real" / "surprised.jpg"  # shipped model
 
 # `leed-run ARGS` that stops before editing frame AT (frames 0..AT-1 already encoded into the
-# output's temp file), writes MARKER, and sleeps until a signal ends it: the signal always comes
-# mid-video, however fast or loaded the machine is.
+# output's temp file), writes MARKER, and waits until a signal ends it: the signal always comes
+# mid-video, however fast or loaded the machine is. It waits in short sleeps, as a run busy with
+# frames runs Python often: the kernel may hand the signal to any thread (the decoder's, a pool's),
+# and Python then runs the handler in the main thread only when that thread next runs bytecode, so
+# one long sleep hid the signal for an hour (the test hung in 1 of about 9 tries under load).
 PAUSED_RUN = """
 import os, sys, time
 from pathlib import Path
@@ -86,7 +89,7 @@ def paused(self, frame, dexp=None):
     if self.frames == at:
         marker.write_text(str(os.getpid()))
         while True:
-            time.sleep(3600)
+            time.sleep(0.05)
     return edit(self, frame, dexp)
 
 pipeline.Editor.__call__ = paused
