@@ -12,7 +12,10 @@ photos of b are the ground truth. Measured per edit (`measure`):
 - detail: Laplacian variance of the edited face over the input's (1 = as sharp);
 - toward: the edit's expression geometry (68 dlib landmarks: mouth, lip corners, brows, eyes)
   is closer to P's own photos of b (their mean) than the input's is; the realistic ceiling is
-  one of P's photos of b against the mean of P's *other* photos of b.
+  one of P's photos of b against the mean of P's *other* photos of b; per target, also each
+  landmark feature alone (`by_target.*.features`).
+
+Per model, once: whether its reference codes tell the expressions apart (`code_separation`).
 
 Rows: each model, "no edit" (the input itself) and "ground truth" (P's own photos). Nothing here
 was read by training: held-out people, networks trained elsewhere. The judges need the [eval]
