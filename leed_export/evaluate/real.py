@@ -151,11 +151,13 @@ def measure(
     judges: Judges,
     edited: np.ndarray,
     inputs: np.ndarray,
+    input_geometry: np.ndarray,
     targets: list[str],
     truth_geometry: list[np.ndarray],
     scale: np.ndarray,
 ) -> dict[str, Any]:
-    """The four measures over a set of edits (uint8 crops, aligned with `inputs`), and per target
+    """The four measures over a set of edits (uint8 crops, aligned with `inputs`, whose geometry
+    the caller has measured once for every row), and per target
     expression (`by_target`) the expression and toward rates and, for each geometry feature
     (`features`), how often the edit brings that feature alone closer to the truth than the input's."""
     called = judges.expression(edited)
@@ -163,7 +165,7 @@ def measure(
     dist = np.array([judges.faces.same_person(e, i) for e, i in zip(edited, inputs, strict=True)])
     detail = np.array([laplacian_ratio(e, i) for e, i in zip(edited, inputs, strict=True)])
     off_edit = np.stack([(judges.geometry(e) - t) / scale for e, t in zip(edited, truth_geometry, strict=True)])
-    off_input = np.stack([(judges.geometry(i) - t) / scale for i, t in zip(inputs, truth_geometry, strict=True)])
+    off_input = (input_geometry - np.stack(truth_geometry)) / scale
     toward = np.linalg.norm(off_edit, axis=1) < np.linalg.norm(off_input, axis=1)
     closer = np.abs(off_edit) < np.abs(off_input)  # (edits, features)
     by_target = {}
@@ -231,7 +233,7 @@ def run_real_eval(cfg: RealEvalConfig) -> dict:
         axis=0,
     ) + 1e-6  # fmt: skip
     truth_geo = [np.mean([geo[j] for j in t], axis=0) for t in pairs.truths]
-    inputs = crops[pairs.face]
+    inputs, input_geo = crops[pairs.face], np.stack([geo[i] for i in pairs.face])
     # each person's own photos of b, one per pair, and the mean geometry of the others: the
     # ceiling row, and the reference of the own-reference rows
     own = np.array([t[k % len(t)] for k, t in enumerate(pairs.truths)])
@@ -254,14 +256,16 @@ def run_real_eval(cfg: RealEvalConfig) -> dict:
                 e.close()
         label = f"{Path(model_dir).name}: {editor.label}"
         rows[label] = {
-            **measure(judges, edited, inputs, pairs.target, truth_geo, spread),
+            **measure(judges, edited, inputs, input_geo, pairs.target, truth_geo, spread),
             "code_separation": separation,
         }
         edited_by[label] = edited
         if cfg.own_reference:
-            rows[f"{label}, own photo as reference"] = measure(judges, edited_own, inputs, pairs.target, loo, spread)
-    rows["no edit (the input)"] = measure(judges, inputs, inputs, pairs.target, truth_geo, spread)
-    rows["ground truth (own photo of b)"] = measure(judges, crops[own], inputs, pairs.target, loo, spread)
+            rows[f"{label}, own photo as reference"] = measure(
+                judges, edited_own, inputs, input_geo, pairs.target, loo, spread
+            )
+    rows["no edit (the input)"] = measure(judges, inputs, inputs, input_geo, pairs.target, truth_geo, spread)
+    rows["ground truth (own photo of b)"] = measure(judges, crops[own], inputs, input_geo, pairs.target, loo, spread)
     fer_on_truth = rows["ground truth (own photo of b)"]["expression"]
     for row in rows.values():
         row["expression_of_ceiling"] = 100 * row["expression"] / max(fer_on_truth, 1e-6)

@@ -121,7 +121,8 @@ def _by_feature_table(rows: dict[str, dict]) -> list[str]:
     """The real report's third table: per row and target expression, how often each landmark
     feature alone moves closer to the person's own photos of it (which part of a face an edit
     gets right, which it moves the wrong way: under 50%)."""
-    names = list(next(iter(next(iter(rows.values()))["by_target"].values()))["features"])
+    first = next(iter(rows.values()))["by_target"]
+    names = list(next(iter(first.values()))["features"])
     lines = [
         "By landmark feature: % of edits that bring the feature closer to the person's own photos of the target.",
         "",

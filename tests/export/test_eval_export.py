@@ -145,7 +145,10 @@ def test_measure_breaks_expression_and_toward_down_by_target() -> None:
     edited[2:] += rng.integers(0, 3, size=(2, 8, 8, 3), dtype=np.uint8)  # sad: both toward 150
     targets = ["happy", "happy", "sad", "sad"]
     truth = [np.array([120.0, 1.0]), np.array([120.0, 1.0]), np.array([150.0, 1.0]), np.array([150.0, 1.0])]
-    got = real.measure(_StubJudges(), edited, inputs, targets, truth, np.ones(2))
+    judges = _StubJudges()
+    got = real.measure(
+        judges, edited, inputs, np.stack([judges.geometry(i) for i in inputs]), targets, truth, np.ones(2)
+    )
     assert got["by_target"] == {  # a feature that does not move is never closer (a tie is not)
         "happy": {"expression": 100.0, "toward": 50.0, "features": {"mean": 50.0, "still": 0.0}},
         "sad": {"expression": 0.0, "toward": 100.0, "features": {"mean": 100.0, "still": 0.0}},
