@@ -232,6 +232,7 @@ class TrainConfig:
     batch_size: int = option(24, "LEED (and Psi) batch size (paper: 24; pairs need 2).", min=2)
     lr: float = option(1e-4, "LEED learning rate (paper: 1e-4).", above=0)
     lr_decoder: float = option(0.0, "> 0: D's learning rate (same schedule); 0: --lr.", min=0)
+    lr_extractor: float = option(0.0, "> 0: X's learning rate (same schedule); 0: --lr.", min=0)
     beta1: float = option(0.5, "Adam beta1 of both stages (paper: 0.5).", min=0, below=1)
     beta2: float = option(0.999, "Adam beta2 of both stages (paper: 0.999).", min=0, below=1)
     lambda_q: float = option(0.01, "Weight of L_Q, Eq. 3 (paper: 0.01).", min=0)

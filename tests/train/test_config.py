@@ -30,6 +30,7 @@ ADDED = {  # fields added since, at the default that keeps an old run as it was
     "init": "",
     "lambda_warp": 1.0,
     "warp_smooth": 0.1,
+    "lr_extractor": 0.0,
 }
 NET_ADDED = {"warp": False}
 

@@ -16,6 +16,8 @@ from safetensors.torch import load_file
 
 from leed_train.checkpoint import latest_checkpoint
 from leed_train.cli import train_main
+from leed_train.config import TrainConfig
+from leed_train.stage_leed import base_lr
 
 TINY = ["--preset", "tiny", "--device", "cpu", "--workers", "0", "--perceptual", "pixels", "--log-every", "1"]
 
@@ -314,3 +316,10 @@ def test_neutralizer_with_full_expression_labels(synth_faces: Path, tmp_path: Pa
     weights = load_file(str(latest_checkpoint(run, "neutralizer") / "weights.safetensors"))
     assert weights["D.cls.weight"].shape[0] == 8  # the classifier head has RaFD's 8 expressions
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_the_decoder_and_the_extractor_take_their_own_learning_rates() -> None:
+    cfg = TrainConfig(data_dir="d", out="o", lr=5e-5, lr_decoder=1e-3, lr_extractor=2e-4)
+    assert {k: base_lr(cfg, k) for k in "EDXI"} == {"E": 5e-5, "D": 1e-3, "X": 2e-4, "I": 5e-5}
+    plain = TrainConfig(data_dir="d", out="o", lr=5e-5)  # 0 = --lr, as runs before the flags
+    assert {base_lr(plain, k) for k in "EDXI"} == {5e-5}
