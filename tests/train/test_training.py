@@ -276,6 +276,7 @@ def test_a_run_with_an_old_config_resumes(synth_faces: Path, tmp_path: Path) -> 
         "init": "",  # added since: none
         "lambda_warp": 1.0,  # added since: used only with net.warp, which is off
         "warp_smooth": 0.1,
+        "lr_extractor": 0.0,  # added since: --lr
         "net": {**old["net"], "warp": False},  # added since: off
         "resume": True,
     }
