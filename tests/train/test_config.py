@@ -23,16 +23,11 @@ from leed_train.config import BOUNDS, PRESETS, NetConfig, TrainConfig, bounds_pr
 # `net` (copies of runs/tw, stage 2 from photos, and runs/tw-g, a masked pair-only neutralizer:
 # runs that were training when the layout changed)
 OLD_CONFIGS = sorted((Path(__file__).parent / "configs").glob("v0-*.json"))
-MOVED = {"gan_conv_dim": "stargan_conv_dim", "gan_repeat": "stargan_repeat", "gan_mask": "stargan_mask"}
-ADDED = {  # fields added since, at the default that keeps an old run as it was
-    "gan_lambda_keep": 0.0,
-    "minutes": 0.0,
-    "init": "",
-    "lambda_warp": 1.0,
-    "warp_smooth": 0.1,
-    "lr_extractor": 0.0,
-}
-NET_ADDED = {"warp": False}
+# what changed in TrainConfig since those configs were written, read by every old-config test here
+# and in test_training: fields moved into `net`, and fields added since, each at the default that
+# keeps an old run as it was (off, none, --lr, or used only with net.warp, which is off)
+SINCE = json.loads((Path(__file__).parent / "configs" / "since-v0.json").read_text())
+MOVED, ADDED, NET_ADDED = SINCE["moved"], SINCE["added"], SINCE["net_added"]
 
 
 def _dry_run(args: list[str]) -> dict:

@@ -266,18 +266,13 @@ def test_a_run_with_an_old_config_resumes(synth_faces: Path, tmp_path: Path) -> 
     rows = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if r["stage"] == "neutralizer"] == [0, 1, 2, 3]  # 2, 3: after the resume
     saved = json.loads((run / "config.json").read_text())
-    moved = ("gan_conv_dim", "gan_repeat", "gan_mask")
+    since = json.loads((Path(__file__).parent / "configs" / "since-v0.json").read_text())
     assert saved == {
-        **{k: v for k, v in old.items() if k not in moved},
+        **{k: v for k, v in old.items() if k not in since["moved"]},
         **here,
         "gan_iters": 4,
-        "gan_lambda_keep": 0.0,  # added since, at the default that keeps the old run as it was
-        "minutes": 0.0,  # added since: off
-        "init": "",  # added since: none
-        "lambda_warp": 1.0,  # added since: used only with net.warp, which is off
-        "warp_smooth": 0.1,
-        "lr_extractor": 0.0,  # added since: --lr
-        "net": {**old["net"], "warp": False},  # added since: off
+        **since["added"],  # fields added since, at the default that keeps the old run as it was
+        "net": {**old["net"], **since["net_added"]},
         "resume": True,
     }
 
